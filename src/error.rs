@@ -1,0 +1,225 @@
+//! The one error type of snapwal.
+//!
+//! Every variant that concerns a file names it, and every variant that concerns a
+//! position inside a file names the byte offset, so that an operator can open the
+//! file and look.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::Seq;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in snapwal.
+///
+/// The enum is `#[non_exhaustive]`: match the variants you handle and keep a `_` arm.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An OS call failed.
+    Io {
+        /// What snapwal was doing (`"open"`, `"fdatasync"`, `"rename"`, ...).
+        op: &'static str,
+        /// The file or directory it was doing it to.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Another `Store` (in this process or another one) holds the directory lock.
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A file does not start with the magic bytes snapwal writes.
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file was written in a format version this build does not read.
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found in the file.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// Bytes that fail their checksum, a header that contradicts the file name, or
+    /// records that are out of sequence, where recovery cannot call them a torn tail.
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the first bad byte (of the bad header or record).
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// The last segment ends in a torn record, and the recovery policy is
+    /// [`RecoveryPolicy::Strict`](crate::RecoveryPolicy::Strict).
+    TornTail {
+        /// The segment.
+        path: PathBuf,
+        /// Offset of the first byte past the last valid record.
+        offset: u64,
+        /// How many bytes follow that offset.
+        bytes: u64,
+    },
+    /// A file belongs to another store (its store id differs).
+    ForeignFile {
+        /// The file.
+        path: PathBuf,
+        /// The id of this store.
+        expected: u64,
+        /// The id found in the file.
+        found: u64,
+    },
+    /// The WAL does not contain the records recovery needs: a segment is missing.
+    MissingRecords {
+        /// The first seq recovery needed and could not find.
+        needed: Seq,
+        /// Where recovery looked (the WAL directory or the segment after the gap).
+        path: PathBuf,
+    },
+    /// A record or snapshot passed its checksum but its payload does not decode as
+    /// the state's types (usually a changed `Event` or state type).
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the record (or of the snapshot body).
+        offset: u64,
+        /// The decoder's error.
+        source: postcard::Error,
+    },
+    /// An event or a state could not be encoded.
+    Encode(postcard::Error),
+    /// A record is larger than the format allows (`u32::MAX` bytes of payload).
+    TooLarge {
+        /// Size of the encoded record payload.
+        bytes: usize,
+    },
+    /// An earlier write or sync of the WAL failed, so the store no longer accepts
+    /// appends (the on-disk log may have a hole the store cannot see). Reads still
+    /// work; reopen the store to recover the durable prefix.
+    ReadOnly {
+        /// The failure that made the store read-only.
+        cause: Arc<Error>,
+    },
+    /// The options are inconsistent (for example a zero segment size).
+    InvalidOptions(&'static str),
+    /// The store was closed.
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    /// The OS error behind this error, if it is one (also through [`Error::ReadOnly`]).
+    ///
+    /// Useful to tell a full disk (`ENOSPC`) from other failures.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::ReadOnly { cause } => cause.io_error(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+            Error::Locked { path } => write!(
+                f,
+                "store is locked by another open Store (lock file {})",
+                path.display()
+            ),
+            Error::BadMagic { path } => {
+                write!(f, "{} is not a snapwal file (bad magic)", path.display())
+            }
+            Error::UnsupportedVersion {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{} has format version {found}; this build reads version {supported}",
+                path.display()
+            ),
+            Error::Corrupt {
+                path,
+                offset,
+                reason,
+            } => write!(f, "{} is corrupt at offset {offset}: {reason}", path.display()),
+            Error::TornTail {
+                path,
+                offset,
+                bytes,
+            } => write!(
+                f,
+                "{} ends in a torn record: {bytes} bytes after offset {offset}",
+                path.display()
+            ),
+            Error::ForeignFile {
+                path,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{} belongs to store {found:016x}, not {expected:016x}",
+                path.display()
+            ),
+            Error::MissingRecords { needed, path } => write!(
+                f,
+                "WAL record {needed} is missing (looked in {}); a segment was removed or lost",
+                path.display()
+            ),
+            Error::Decode {
+                path,
+                offset,
+                source,
+            } => write!(
+                f,
+                "{} at offset {offset} does not decode: {source}",
+                path.display()
+            ),
+            Error::Encode(e) => write!(f, "encoding failed: {e}"),
+            Error::TooLarge { bytes } => write!(f, "record of {bytes} bytes is too large"),
+            Error::ReadOnly { cause } => {
+                write!(f, "store is read-only after an earlier failure: {cause}")
+            }
+            Error::InvalidOptions(what) => write!(f, "invalid options: {what}"),
+            Error::Closed => write!(f, "store is closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Decode { source, .. } => Some(source),
+            Error::Encode(e) => Some(e),
+            Error::ReadOnly { cause } => Some(cause.as_ref()),
+            _ => None,
+        }
+    }
+}

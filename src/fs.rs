@@ -1,0 +1,221 @@
+//! Every OS call snapwal makes, behind one small trait.
+//!
+//! [`Fs`] and [`FsFile`] are the whole surface between snapwal and the operating
+//! system. [`RealFs`] implements them with `rustix` and `memmap2`. Tests, fuzz targets
+//! and users' own crash harnesses swap in another implementation (a wrapper that fails
+//! or delays chosen calls, or a simulated file system) through
+//! [`Options::fs`](crate::Options::fs).
+//!
+//! # What snapwal relies on
+//!
+//! - [`FsFile::write_all_at`] puts bytes in the page cache; they are durable only
+//!   after [`FsFile::sync_data`] returns `Ok`.
+//! - A created, renamed or removed directory entry is durable only after
+//!   [`Fs::sync_dir`] on its directory returns `Ok`.
+//! - [`Fs::rename_noreplace`] never replaces an existing file: it fails with
+//!   [`io::ErrorKind::AlreadyExists`] instead.
+//! - [`Fs::lock`] fails with [`io::ErrorKind::WouldBlock`] while another lock on the
+//!   same path is held, by this process or another one.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Deref;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use rustix::fs::{FlockOperation, RenameFlags, CWD};
+
+/// The file-system operations snapwal uses. See the [module docs](self) for the
+/// semantics an implementation must provide.
+pub trait Fs: Send + Sync + fmt::Debug + 'static {
+    /// Creates `path` and its parents; succeeds if it exists.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Creates a new file for writing; fails with `AlreadyExists` if `path` exists.
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
+    /// Opens an existing file for writing (used to cut a torn tail).
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
+    /// Reads a whole file. The real implementation maps it into memory.
+    fn read(&self, path: &Path) -> io::Result<FileBytes>;
+    /// Lists the names of the entries in `dir` (entries whose names are not UTF-8
+    /// are left out; snapwal never creates them).
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Renames `from` to `to`, failing with `AlreadyExists` if `to` exists.
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the entries of `dir` (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `path` (created if missing), held until the returned
+    /// guard is dropped. Fails with `WouldBlock` if it is held elsewhere.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+}
+
+/// An open file, written at explicit offsets.
+pub trait FsFile: Send + Sync + fmt::Debug {
+    /// Writes all of `buf` at `offset` (into the page cache; not yet durable).
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes the file's data (and the size, if it changed) durable: `fdatasync`.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Reserves space for the first `len` bytes, extending the file with zeros.
+    fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Truncates or extends the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// A held directory lock; dropping it releases the lock.
+pub trait LockGuard: Send + Sync + fmt::Debug {}
+
+/// The bytes of a file, either mapped or owned.
+pub struct FileBytes(Bytes);
+
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl FileBytes {
+    /// Wraps bytes held in memory (for simulated file systems).
+    pub fn from_vec(bytes: Vec<u8>) -> Self {
+        FileBytes(Bytes::Owned(bytes))
+    }
+}
+
+impl Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+impl fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileBytes").field("len", &self.len()).finish()
+    }
+}
+
+/// The operating system's file system, through `rustix` and `memmap2`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+#[derive(Debug)]
+struct RealFile(File);
+
+#[derive(Debug)]
+struct RealLock(#[allow(dead_code, reason = "held for its Drop: closing the fd releases the flock")] File);
+
+impl LockGuard for RealLock {}
+
+impl FsFile for RealFile {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        rustix::fs::fdatasync(&self.0).map_err(io::Error::from)
+    }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        match rustix::fs::fallocate(&self.0, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => Ok(()),
+            // Filesystems without fallocate: extend with a sparse size instead.
+            Err(rustix::io::Errno::OPNOTSUPP) => {
+                let cur = self.0.metadata()?.len();
+                if cur < len {
+                    self.0.set_len(len)?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+impl Fs for RealFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(path)?;
+        Ok(Box::new(RealFile(f)))
+    }
+
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        let f = OpenOptions::new().write(true).open(path)?;
+        Ok(Box::new(RealFile(f)))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<FileBytes> {
+        let f = File::open(path)?;
+        if f.metadata()?.len() == 0 {
+            return Ok(FileBytes::from_vec(Vec::new()));
+        }
+        // SAFETY: the map is read-only and private to this process. The file lives in
+        // a store directory that this process holds the `flock` on, and snapwal never
+        // writes to or truncates a file while a map of it is alive (recovery drops every
+        // map before it cuts a torn tail, and appends go to segments created after
+        // recovery). Another process writing to the directory while we hold the lock
+        // breaks the store's documented contract; it could change the bytes we read
+        // (which the checksums then reject) or fault on truncation, but it cannot make
+        // this process read memory outside the mapping.
+        let map = unsafe { memmap2::Mmap::map(&f)? };
+        Ok(FileBytes(Bytes::Mapped(map)))
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        match rustix::fs::renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(()),
+            // The filesystem (or kernel) does not support RENAME_NOREPLACE: a hard link
+            // fails with EEXIST just the same, so link + unlink keeps the meaning.
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+                rustix::fs::linkat(CWD, from, CWD, to, rustix::fs::AtFlags::empty())?;
+                rustix::fs::unlinkat(CWD, from, rustix::fs::AtFlags::empty())?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let d = File::open(dir)?;
+        rustix::fs::fsync(&d).map_err(io::Error::from)
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)?;
+        match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Box::new(RealLock(f))),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Options of a [`Store`](crate::Store).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::fs::{Fs, RealFs};
+
+/// When an append is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// `append` returns once its record is durable. Concurrent appenders share one
+    /// `fdatasync` (group commit).
+    Always,
+    /// A background thread makes everything appended durable every interval; appends
+    /// return once their record is in the OS page cache. A crash of the process loses
+    /// nothing; a power loss loses at most about one interval.
+    Interval(Duration),
+    /// Appends return once their record is in the OS page cache; only
+    /// [`Store::sync`](crate::Store::sync), checkpoints and `close` sync.
+    Never,
+}
+
+/// What recovery does with damaged bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryPolicy {
+    /// Any damage is an error, including a torn record at the end of the last segment.
+    Strict,
+    /// A torn record at the end of the last segment is cut, with a warning giving the
+    /// segment, offset and byte count (a crash during a write leaves one). Any other
+    /// damage is an error naming the file and offset.
+    #[default]
+    TolerateTornTail,
+    /// Recover the longest valid prefix whatever the damage: later segments are
+    /// renamed to `<name>.corrupt` (kept for inspection, never read again) and the
+    /// damage is logged at ERROR. Records after the damage are lost; use it to bring a
+    /// store back after a disk fault, not as a default.
+    SalvagePrefix,
+}
+
+/// Options of a [`Store`](crate::Store). Start from [`Options::default`] and change
+/// what you need with the builder methods.
+///
+/// ```
+/// use snapwal::{Options, SyncPolicy};
+/// let opts = Options::default()
+///     .sync(SyncPolicy::Always)
+///     .segment_bytes(16 << 20)
+///     .keep_snapshots(3);
+/// assert_eq!(opts.keep_snapshots, 3);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// When appends are durable. Default: [`SyncPolicy::Always`].
+    pub sync: SyncPolicy,
+    /// Rotate to a new segment past this size. Default: 64 MiB.
+    pub segment_bytes: u64,
+    /// Reserve each segment's full size when it is created (`fallocate`). Default: on.
+    pub preallocate: bool,
+    /// Snapshots kept on disk. The WAL is kept back to the oldest of them, so a corrupt
+    /// newest snapshot loses nothing. Default: 2; at least 1.
+    pub keep_snapshots: usize,
+    /// What recovery does with damaged bytes. Default:
+    /// [`RecoveryPolicy::TolerateTornTail`].
+    pub recovery: RecoveryPolicy,
+    /// The file system. Default: [`RealFs`].
+    pub fs: Arc<dyn Fs>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sync: SyncPolicy::Always,
+            segment_bytes: 64 << 20,
+            preallocate: true,
+            keep_snapshots: 2,
+            recovery: RecoveryPolicy::default(),
+            fs: Arc::new(RealFs),
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`Options::sync`].
+    pub fn sync(mut self, policy: SyncPolicy) -> Self {
+        self.sync = policy;
+        self
+    }
+    /// Sets [`Options::segment_bytes`].
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+    /// Sets [`Options::preallocate`].
+    pub fn preallocate(mut self, on: bool) -> Self {
+        self.preallocate = on;
+        self
+    }
+    /// Sets [`Options::keep_snapshots`].
+    pub fn keep_snapshots(mut self, n: usize) -> Self {
+        self.keep_snapshots = n;
+        self
+    }
+    /// Sets [`Options::recovery`].
+    pub fn recovery(mut self, policy: RecoveryPolicy) -> Self {
+        self.recovery = policy;
+        self
+    }
+    /// Sets [`Options::fs`].
+    pub fn fs(mut self, fs: Arc<dyn Fs>) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        if self.segment_bytes < 4096 {
+            return Err(crate::Error::InvalidOptions(
+                "segment_bytes must be at least 4096",
+            ));
+        }
+        if self.keep_snapshots == 0 {
+            return Err(crate::Error::InvalidOptions(
+                "keep_snapshots must be at least 1",
+            ));
+        }
+        if let SyncPolicy::Interval(d) = self.sync {
+            if d.is_zero() {
+                return Err(crate::Error::InvalidOptions(
+                    "SyncPolicy::Interval needs a non-zero interval",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,317 @@
+//! Atomic snapshot files: write, install, load, list, prune.
+//!
+//! A snapshot is streamed into a temp file with a unique name
+//! (`.<seq>.<pid>.<n>.tmp`), synced with `fdatasync`, and installed under its final
+//! name `<seq>.snap` with a rename that never replaces
+//! ([`Fs::rename_noreplace`](crate::fs::Fs::rename_noreplace)); then the directory is
+//! synced. So a snapshot is visible under its final name only when it is complete and
+//! durable, and two writers can never clobber each other: if the final name exists,
+//! that snapshot (the state after the same seq) is already there, and the temp file is
+//! removed. The byte format is in [`format`](crate::format).
+//!
+//! These functions are usable on their own, for any `serde` value.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::{self, HeaderError, SnapshotHeader, SNAPSHOT_HEADER_LEN};
+use crate::fs::{Fs, FsFile};
+use crate::Seq;
+
+/// The result of [`write`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The snapshot's final path.
+    pub path: PathBuf,
+    /// Bytes in the file (header and body).
+    pub bytes: u64,
+    /// `false` when a snapshot with this seq already existed and was kept.
+    pub installed: bool,
+}
+
+/// Streams bytes into a file at increasing offsets through a buffer, computing the
+/// CRC32C of everything written.
+struct CrcWriter<'a> {
+    file: &'a dyn FsFile,
+    offset: u64,
+    buf: Vec<u8>,
+    crc: u32,
+    len: u64,
+}
+
+const WRITE_BUF: usize = 1 << 20;
+
+impl CrcWriter<'_> {
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.offset)?;
+            self.offset += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Write for CrcWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.len += data.len() as u64;
+        if self.buf.len() + data.len() > WRITE_BUF {
+            self.flush_buf()?;
+        }
+        if data.len() >= WRITE_BUF {
+            self.file.write_all_at(data, self.offset)?;
+            self.offset += data.len() as u64;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buf()
+    }
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn temp_name(seq: Seq) -> String {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(".{seq:020}.{}.{n}.tmp", std::process::id())
+}
+
+/// Is `name` a snapshot temp file (left behind by a crash if found at open)?
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
+}
+
+/// Writes `value` as the snapshot of the state after `seq` into `dir`, atomically.
+///
+/// Steps: unique temp file → header and postcard body → `fdatasync` → no-replace
+/// rename to `<seq>.snap` → `fsync(dir)`. If `<seq>.snap` already exists the temp file
+/// is removed and the existing snapshot kept ([`Written::installed`] is `false`).
+/// On any error the temp file is removed (best effort).
+pub fn write<T: Serialize + ?Sized>(
+    fs: &dyn Fs,
+    dir: &Path,
+    seq: Seq,
+    store_id: u64,
+    value: &T,
+) -> Result<Written> {
+    let temp = dir.join(temp_name(seq));
+    let path = dir.join(format::snapshot_name(seq));
+    let result = write_temp(fs, &temp, seq, store_id, value).and_then(|bytes| {
+        match fs.rename_noreplace(&temp, &path) {
+            Ok(()) => Ok(Written {
+                path: path.clone(),
+                bytes,
+                installed: true,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::debug!(snapshot = %path.display(), "snapshot exists already; keeping it");
+                remove_temp(fs, &temp);
+                Ok(Written {
+                    path: path.clone(),
+                    bytes,
+                    installed: false,
+                })
+            }
+            Err(e) => Err(Error::io("rename snapshot", &path, e)),
+        }
+    });
+    match result {
+        Ok(w) => {
+            fs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))?;
+            Ok(w)
+        }
+        Err(e) => {
+            remove_temp(fs, &temp);
+            Err(e)
+        }
+    }
+}
+
+fn remove_temp(fs: &dyn Fs, temp: &Path) {
+    if let Err(e) = fs.remove_file(temp) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(file = %temp.display(), error = %e, "could not remove snapshot temp file");
+        }
+    }
+}
+
+fn write_temp<T: Serialize + ?Sized>(
+    fs: &dyn Fs,
+    temp: &Path,
+    seq: Seq,
+    store_id: u64,
+    value: &T,
+) -> Result<u64> {
+    let file = fs
+        .create_new(temp)
+        .map_err(|e| Error::io("create snapshot", temp, e))?;
+    let mut w = CrcWriter {
+        file: file.as_ref(),
+        offset: SNAPSHOT_HEADER_LEN as u64,
+        buf: Vec::with_capacity(WRITE_BUF),
+        crc: 0,
+        len: 0,
+    };
+    let w = postcard::to_io(value, &mut w).map_err(|e| match e {
+        postcard::Error::SerdeSerCustom => Error::io(
+            "write snapshot",
+            temp,
+            io::Error::other("serialization failed"),
+        ),
+        other => Error::Encode(other),
+    })?;
+    w.flush().map_err(|e| Error::io("write snapshot", temp, e))?;
+    let header = SnapshotHeader {
+        seq,
+        store_id,
+        body_len: w.len,
+        body_crc: w.crc,
+    };
+    file.write_all_at(&header.encode(), 0)
+        .map_err(|e| Error::io("write snapshot", temp, e))?;
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync snapshot", temp, e))?;
+    Ok(SNAPSHOT_HEADER_LEN as u64 + w.len)
+}
+
+/// Loads and validates the snapshot at `path`.
+///
+/// Checks, in order: magic, version (an unknown one is
+/// [`Error::UnsupportedVersion`]), header checksum, that the seq matches the file
+/// name, the store id (when `store_id` is given), the body length and checksum, and
+/// that the body decodes as `T` with no byte left over.
+pub fn load<T: DeserializeOwned>(
+    fs: &dyn Fs,
+    path: &Path,
+    store_id: Option<u64>,
+) -> Result<(SnapshotHeader, T)> {
+    let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
+    decode(&bytes, path, store_id)
+}
+
+/// Validates and decodes snapshot bytes (the body of [`load`]); never panics.
+pub fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+    store_id: Option<u64>,
+) -> Result<(SnapshotHeader, T)> {
+    let header = SnapshotHeader::decode(bytes).map_err(|e| match e {
+        HeaderError::BadMagic => Error::BadMagic { path: path.into() },
+        HeaderError::Version(found) => Error::UnsupportedVersion {
+            path: path.into(),
+            found,
+            supported: format::VERSION,
+        },
+        HeaderError::Short | HeaderError::Zeroed => {
+            Error::corrupt(path, 0, "snapshot header is missing or zeroed")
+        }
+        HeaderError::Checksum { stored, computed } => Error::corrupt(
+            path,
+            0,
+            format!("header checksum mismatch (stored {stored:08x}, computed {computed:08x})"),
+        ),
+    })?;
+    if let Some(name_seq) = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| format::parse_name(n, "snap"))
+    {
+        if name_seq != header.seq {
+            return Err(Error::corrupt(
+                path,
+                12,
+                format!("header says seq {} but the name says {name_seq}", header.seq),
+            ));
+        }
+    }
+    if let Some(expected) = store_id {
+        if expected != header.store_id {
+            return Err(Error::ForeignFile {
+                path: path.into(),
+                expected,
+                found: header.store_id,
+            });
+        }
+    }
+    let body_start = SNAPSHOT_HEADER_LEN as u64;
+    let body = usize::try_from(header.body_len)
+        .ok()
+        .and_then(|len| bytes.get(SNAPSHOT_HEADER_LEN..)?.get(..len))
+        .ok_or_else(|| {
+            Error::corrupt(
+                path,
+                body_start,
+                format!(
+                    "body of {} bytes runs past the end of the file ({} bytes)",
+                    header.body_len,
+                    bytes.len()
+                ),
+            )
+        })?;
+    if bytes.len() as u64 != body_start + header.body_len {
+        return Err(Error::corrupt(
+            path,
+            body_start + header.body_len,
+            "trailing bytes after the body",
+        ));
+    }
+    let computed = crc32c::crc32c(body);
+    if computed != header.body_crc {
+        return Err(Error::corrupt(
+            path,
+            body_start,
+            format!(
+                "body checksum mismatch (stored {:08x}, computed {computed:08x})",
+                header.body_crc
+            ),
+        ));
+    }
+    let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|source| Error::Decode {
+        path: path.into(),
+        offset: body_start,
+        source,
+    })?;
+    if !rest.is_empty() {
+        return Err(Error::corrupt(
+            path,
+            body_start + (body.len() - rest.len()) as u64,
+            "body has bytes left over after decoding",
+        ));
+    }
+    Ok((header, value))
+}
+
+/// Lists the snapshots in `dir`, sorted by seq (oldest first).
+pub fn list(fs: &dyn Fs, dir: &Path) -> Result<Vec<(Seq, PathBuf)>> {
+    let names = fs.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut snaps: Vec<(Seq, PathBuf)> = names
+        .iter()
+        .filter_map(|n| format::parse_name(n, "snap").map(|s| (s, dir.join(n))))
+        .collect();
+    snaps.sort_unstable_by_key(|(s, _)| *s);
+    Ok(snaps)
+}
+
+/// Removes the temp files a crashed writer left in `dir`; returns how many.
+pub fn remove_temps(fs: &dyn Fs, dir: &Path) -> Result<usize> {
+    let names = fs.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut removed = 0;
+    for name in names.iter().filter(|n| is_temp_name(n)) {
+        let path = dir.join(name);
+        fs.remove_file(&path)
+            .map_err(|e| Error::io("remove temp", &path, e))?;
+        removed += 1;
+    }
+    if removed > 0 {
+        tracing::info!(dir = %dir.display(), removed, "removed snapshot temp files left by a crash");
+    }
+    Ok(removed)
+}

@@ -1,0 +1,590 @@
+//! The segmented write-ahead log: writer, group commit, rotation, purge and replay.
+//!
+//! [`Wal`] is usable on its own: it assigns sequence numbers, frames payloads, writes
+//! them to segment files and makes them durable. The byte format is in
+//! [`format`](crate::format).
+//!
+//! # Invariants kept here
+//!
+//! - **Staging never touches the disk.** [`Wal::stage`] only copies the frame into an
+//!   in-memory buffer under a short mutex; callers may hold their own lock around it
+//!   (the store's writer section does).
+//! - **Writes happen in seq order.** Only the holder of the I/O mutex takes staged
+//!   bytes, and it writes them before it releases the mutex.
+//! - **Group commit.** [`Wal::sync_through`] runs one `fdatasync` for every record
+//!   written so far, so every appender waiting behind it is served by that one call.
+//!   No lock that [`Wal::stage`] needs is held during the `fdatasync`.
+//! - **A later segment never holds data while an earlier one is torn.** Before the
+//!   first write to a new segment, the previous segment is synced. So after any crash,
+//!   only the last segment can end in a torn record.
+//! - **Truncation is unlink.** [`Wal::purge_through`] removes whole segments; no WAL
+//!   byte is rewritten or copied.
+//! - **After a failed write or sync the log refuses appends** ([`Error::ReadOnly`]):
+//!   the kernel may have dropped the dirty pages, so the log could have a hole the
+//!   writer cannot see. Reopening recovers the durable prefix.
+
+use std::mem;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use crate::error::{Error, Result};
+use crate::format::{self, HeaderError, Record, RecordScan, ScanEnd, SegmentHeader};
+use crate::fs::{Fs, FsFile};
+use crate::{RecoveryPolicy, Seq};
+
+/// Locks a mutex, ignoring poisoning: every critical section in snapwal leaves its
+/// data consistent before anything in it can panic.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Staged bytes for one segment, not yet written.
+#[derive(Debug)]
+struct Chunk {
+    segment: Seq,
+    offset: u64,
+    bytes: Vec<u8>,
+    last_seq: Seq,
+}
+
+/// The writer-side view of the log: what has been staged and where it goes.
+#[derive(Debug)]
+struct Staged {
+    next_seq: Seq,
+    active_first: Seq,
+    active_len: u64,
+    active_records: u64,
+    chunks: Vec<Chunk>,
+}
+
+#[derive(Debug, Default)]
+struct Io {
+    /// The segment being written (first seq, file).
+    active: Option<(Seq, Arc<dyn FsFile>)>,
+    /// Files with writes not yet synced.
+    dirty: Vec<Arc<dyn FsFile>>,
+    /// A segment was created since the directory was last synced.
+    dir_dirty: bool,
+}
+
+/// Options of a [`Wal`].
+#[derive(Debug, Clone, Copy)]
+pub struct WalOptions {
+    /// Rotate to a new segment once the active one would pass this many bytes.
+    pub segment_bytes: u64,
+    /// Reserve `segment_bytes` when a segment is created.
+    pub preallocate: bool,
+}
+
+/// A segmented write-ahead log opened for appending.
+#[derive(Debug)]
+pub struct Wal {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    store_id: u64,
+    opts: WalOptions,
+    staged: Mutex<Staged>,
+    io: Mutex<Io>,
+    sync_lock: Mutex<()>,
+    written: AtomicU64,
+    durable: AtomicU64,
+    staged_bytes: AtomicU64,
+    failed: OnceLock<Arc<Error>>,
+}
+
+impl Wal {
+    /// Opens a log whose next record gets `next_seq`. Records go to a new segment
+    /// named `next_seq`, created at the first write; `recover` has already checked
+    /// that no segment of that name remains.
+    pub fn new(
+        fs: Arc<dyn Fs>,
+        dir: PathBuf,
+        store_id: u64,
+        next_seq: Seq,
+        opts: WalOptions,
+    ) -> Self {
+        let last = next_seq.saturating_sub(1);
+        Wal {
+            fs,
+            dir,
+            store_id,
+            opts,
+            staged: Mutex::new(Staged {
+                next_seq,
+                active_first: next_seq,
+                active_len: format::SEGMENT_HEADER_LEN as u64,
+                active_records: 0,
+                chunks: Vec::new(),
+            }),
+            io: Mutex::new(Io::default()),
+            sync_lock: Mutex::new(()),
+            written: AtomicU64::new(last),
+            durable: AtomicU64::new(last),
+            staged_bytes: AtomicU64::new(0),
+            failed: OnceLock::new(),
+        }
+    }
+
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last seq whose record is durable.
+    pub fn durable_seq(&self) -> Seq {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Total bytes staged since this log was opened.
+    pub fn staged_bytes(&self) -> u64 {
+        self.staged_bytes.load(Ordering::Relaxed)
+    }
+
+    /// `Err(ReadOnly)` once a write or sync has failed.
+    pub fn check_writable(&self) -> Result<()> {
+        match self.failed.get() {
+            Some(cause) => Err(Error::ReadOnly {
+                cause: Arc::clone(cause),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, e: Error) -> Error {
+        let cause = Arc::clone(self.failed.get_or_init(|| Arc::new(e)));
+        tracing::error!(error = %cause, dir = %self.dir.display(), "WAL write failed; store is read-only until reopened");
+        Error::ReadOnly { cause }
+    }
+
+    /// Stages `payloads` as consecutive records and returns the seq of the first one.
+    ///
+    /// Each item is `(payload, crc32c(payload))`. This only copies bytes into memory;
+    /// nothing is written until [`Wal::write_through`] or [`Wal::sync_through`].
+    pub fn stage<'a>(&self, payloads: impl IntoIterator<Item = (&'a [u8], u32)>) -> Seq {
+        let mut st = lock(&self.staged);
+        let first = st.next_seq;
+        let mut added = 0u64;
+        for (payload, crc) in payloads {
+            let seq = st.next_seq;
+            let len = format::frame_len(payload.len()) as u64;
+            if st.active_records > 0 && st.active_len + len > self.opts.segment_bytes {
+                st.active_first = seq;
+                st.active_len = format::SEGMENT_HEADER_LEN as u64;
+                st.active_records = 0;
+            }
+            let segment = st.active_first;
+            if st.active_records == 0 {
+                let header = SegmentHeader {
+                    first_seq: segment,
+                    store_id: self.store_id,
+                };
+                st.chunks.push(Chunk {
+                    segment,
+                    offset: 0,
+                    bytes: header.encode().to_vec(),
+                    last_seq: seq,
+                });
+            }
+            let offset = st.active_len;
+            let chunk = match st.chunks.last_mut() {
+                Some(c) if c.segment == segment => c,
+                _ => {
+                    st.chunks.push(Chunk {
+                        segment,
+                        offset,
+                        bytes: Vec::new(),
+                        last_seq: seq,
+                    });
+                    // Just pushed, so `last_mut` is `Some`.
+                    match st.chunks.last_mut() {
+                        Some(c) => c,
+                        None => continue,
+                    }
+                }
+            };
+            format::encode_frame(&mut chunk.bytes, seq, payload, crc);
+            chunk.last_seq = seq;
+            st.active_len += len;
+            st.active_records += 1;
+            st.next_seq += 1;
+            added += len;
+        }
+        self.staged_bytes.fetch_add(added, Ordering::Relaxed);
+        first
+    }
+
+    /// Writes every staged record through `seq` to the OS (page cache), without
+    /// syncing. Returns once the record `seq` has been written, by this call or
+    /// another.
+    pub fn write_through(&self, seq: Seq) -> Result<()> {
+        if self.written.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        self.check_writable()?;
+        let mut io = lock(&self.io);
+        self.write_staged(&mut io)
+    }
+
+    /// Makes every record through `seq` durable (one `fdatasync` per dirty segment,
+    /// plus the directory when a segment was created). Concurrent callers share the
+    /// sync: whoever holds the sync lock covers everything written before it.
+    pub fn sync_through(&self, seq: Seq) -> Result<Seq> {
+        let durable = self.durable.load(Ordering::Acquire);
+        if durable >= seq {
+            return Ok(durable);
+        }
+        self.check_writable()?;
+        let _sync = lock(&self.sync_lock);
+        let durable = self.durable.load(Ordering::Acquire);
+        if durable >= seq {
+            return Ok(durable);
+        }
+        let (files, dir_dirty, written) = {
+            let mut io = lock(&self.io);
+            self.write_staged(&mut io)?;
+            (
+                mem::take(&mut io.dirty),
+                mem::replace(&mut io.dir_dirty, false),
+                self.written.load(Ordering::Acquire),
+            )
+        };
+        for f in &files {
+            f.sync_data()
+                .map_err(|e| self.fail(Error::io("fdatasync", &self.dir, e)))?;
+        }
+        if dir_dirty {
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|e| self.fail(Error::io("fsync dir", &self.dir, e)))?;
+        }
+        self.durable.fetch_max(written, Ordering::AcqRel);
+        Ok(written)
+    }
+
+    /// Makes everything staged so far durable.
+    pub fn sync_all(&self) -> Result<Seq> {
+        let last = lock(&self.staged).next_seq.saturating_sub(1);
+        self.sync_through(last)
+    }
+
+    fn write_staged(&self, io: &mut Io) -> Result<()> {
+        self.check_writable()?;
+        let chunks = mem::take(&mut lock(&self.staged).chunks);
+        for chunk in chunks {
+            let file = match &io.active {
+                Some((seg, f)) if *seg == chunk.segment => Arc::clone(f),
+                _ => self.open_segment(io, chunk.segment)?,
+            };
+            let path = self.dir.join(format::segment_name(chunk.segment));
+            file.write_all_at(&chunk.bytes, chunk.offset)
+                .map_err(|e| self.fail(Error::io("write", &path, e)))?;
+            if !io.dirty.iter().any(|f| Arc::ptr_eq(f, &file)) {
+                io.dirty.push(file);
+            }
+            self.written.fetch_max(chunk.last_seq, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    fn open_segment(&self, io: &mut Io, first: Seq) -> Result<Arc<dyn FsFile>> {
+        // Sync the previous segment first, so that a crash can tear only the last one.
+        for f in mem::take(&mut io.dirty) {
+            f.sync_data()
+                .map_err(|e| self.fail(Error::io("fdatasync", &self.dir, e)))?;
+        }
+        let path = self.dir.join(format::segment_name(first));
+        let file: Arc<dyn FsFile> = Arc::from(
+            self.fs
+                .create_new(&path)
+                .map_err(|e| self.fail(Error::io("create segment", &path, e)))?,
+        );
+        io.dir_dirty = true;
+        if self.opts.preallocate {
+            file.allocate(self.opts.segment_bytes)
+                .map_err(|e| self.fail(Error::io("fallocate", &path, e)))?;
+        }
+        tracing::debug!(segment = %path.display(), first_seq = first, "WAL segment created");
+        io.active = Some((first, Arc::clone(&file)));
+        Ok(file)
+    }
+
+    /// Removes every segment whose records all have seq `<= through`, never the newest
+    /// segment on disk. Returns the outcome for each segment it tried to remove.
+    pub fn purge_through(&self, through: Seq) -> Result<Vec<(PathBuf, std::io::Result<()>)>> {
+        self.purge(through, false)
+    }
+
+    /// Like [`Wal::purge_through`], but also removes the newest segment when every
+    /// record staged so far is `<= through`; the next record then starts a new
+    /// segment. Only for when no append can run concurrently (closing).
+    pub(crate) fn purge_all_through(
+        &self,
+        through: Seq,
+    ) -> Result<Vec<(PathBuf, std::io::Result<()>)>> {
+        self.purge(through, true)
+    }
+
+    fn purge(&self, through: Seq, include_last: bool) -> Result<Vec<(PathBuf, std::io::Result<()>)>> {
+        let segments = list_segments(self.fs.as_ref(), &self.dir)?;
+        let mut out = Vec::new();
+        for pair in segments.windows(2) {
+            if let [(_, path), (next_first, _)] = pair {
+                if next_first.saturating_sub(1) <= through {
+                    out.push((path.clone(), self.fs.remove_file(path)));
+                }
+            }
+        }
+        if include_last {
+            let mut io = lock(&self.io);
+            let mut st = lock(&self.staged);
+            if let Some((_, path)) = segments.last() {
+                if st.next_seq.saturating_sub(1) <= through && st.chunks.is_empty() {
+                    st.active_first = st.next_seq;
+                    st.active_len = format::SEGMENT_HEADER_LEN as u64;
+                    st.active_records = 0;
+                    io.active = None;
+                    io.dirty.clear();
+                    out.push((path.clone(), self.fs.remove_file(path)));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Lists the segments in `dir`, sorted by first seq.
+pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<(Seq, PathBuf)>> {
+    let names = fs.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut segs: Vec<(Seq, PathBuf)> = names
+        .iter()
+        .filter_map(|n| format::parse_name(n, "wal").map(|s| (s, dir.join(n))))
+        .collect();
+    segs.sort_unstable_by_key(|(s, _)| *s);
+    Ok(segs)
+}
+
+/// What [`replay`] found.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayReport {
+    /// The seq the next appended record gets.
+    pub next_seq: Seq,
+    /// The store id read from the segments, if any segment was read.
+    pub store_id: Option<u64>,
+    /// Segments read.
+    pub segments_read: usize,
+    /// Records passed to the callback.
+    pub records_replayed: u64,
+    /// Payload and frame bytes of those records.
+    pub bytes_replayed: u64,
+    /// A torn tail that was cut: (segment, offset, bytes).
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// Segments moved aside by [`RecoveryPolicy::SalvagePrefix`].
+    pub quarantined: Vec<PathBuf>,
+}
+
+fn header_error(path: &Path, e: HeaderError) -> Error {
+    match e {
+        HeaderError::BadMagic => Error::BadMagic { path: path.into() },
+        HeaderError::Version(found) => Error::UnsupportedVersion {
+            path: path.into(),
+            found,
+            supported: format::VERSION,
+        },
+        HeaderError::Short => Error::corrupt(path, 0, "file is shorter than its header"),
+        HeaderError::Zeroed => Error::corrupt(path, 0, "header is all zeros"),
+        HeaderError::Checksum { stored, computed } => Error::corrupt(
+            path,
+            0,
+            format!("header checksum mismatch (stored {stored:08x}, computed {computed:08x})"),
+        ),
+    }
+}
+
+/// Replays the log in `dir` from seq `after + 1`, calling `apply` for each record in
+/// order, and prepares the directory for appending (see [`ReplayReport`]).
+///
+/// Segments wholly at or below `after` are not read. The last segment may end in a
+/// torn record: it is cut (logically: later appends go to a new segment) with a
+/// warning, or refused under [`RecoveryPolicy::Strict`]. Any other damage is an error
+/// naming the file and offset, unless the policy is [`RecoveryPolicy::SalvagePrefix`].
+pub fn replay(
+    fs: &dyn Fs,
+    dir: &Path,
+    after: Seq,
+    store_id: Option<u64>,
+    policy: RecoveryPolicy,
+    mut apply: impl FnMut(Record<'_>, &Path) -> Result<()>,
+) -> Result<ReplayReport> {
+    let segments = list_segments(fs, dir)?;
+    let mut report = ReplayReport {
+        next_seq: after + 1,
+        store_id,
+        ..ReplayReport::default()
+    };
+    let Some(start) = segments.iter().rposition(|(first, _)| *first <= after + 1) else {
+        return match segments.first() {
+            None => Ok(report),
+            Some((_, path)) => Err(Error::MissingRecords {
+                needed: after + 1,
+                path: path.clone(),
+            }),
+        };
+    };
+    let needed = segments.get(start..).unwrap_or(&[]);
+    let mut expected = needed.first().map_or(after + 1, |(f, _)| *f);
+    // Where the previous segment's records ended early: (path, offset).
+    let mut prev_torn: Option<(PathBuf, u64)> = None;
+    let mut read: Vec<&PathBuf> = Vec::new();
+    for (i, (first, path)) in needed.iter().enumerate() {
+        let is_last = i + 1 == needed.len();
+        if *first != expected {
+            let err = match (&prev_torn, *first > expected) {
+                (Some((p, off)), _) => Error::corrupt(
+                    p,
+                    *off,
+                    format!("records end at seq {} but the next segment starts at {first}", expected - 1),
+                ),
+                (None, true) => Error::MissingRecords {
+                    needed: expected,
+                    path: path.clone(),
+                },
+                (None, false) => Error::corrupt(
+                    path,
+                    0,
+                    format!("segment starts at seq {first} but seq {expected} was expected"),
+                ),
+            };
+            return salvage(fs, dir, policy, err, needed.get(i..).unwrap_or(&[]), expected.max(after + 1), report);
+        }
+        let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
+        let header = match SegmentHeader::decode(&bytes) {
+            Ok(h) => h,
+            Err(HeaderError::Short | HeaderError::Zeroed) if is_last => {
+                // Created but never written before a crash: it holds no record.
+                drop(bytes);
+                remove_empty_segment(fs, dir, path)?;
+                break;
+            }
+            Err(e @ (HeaderError::BadMagic | HeaderError::Version(_))) => {
+                return Err(header_error(path, e))
+            }
+            Err(e) => {
+                let err = header_error(path, e);
+                return salvage(fs, dir, policy, err, needed.get(i..).unwrap_or(&[]), expected.max(after + 1), report);
+            }
+        };
+        if header.first_seq != *first {
+            let err = Error::corrupt(
+                path,
+                12,
+                format!("header says first seq {} but the name says {first}", header.first_seq),
+            );
+            return salvage(fs, dir, policy, err, needed.get(i..).unwrap_or(&[]), expected.max(after + 1), report);
+        }
+        match report.store_id {
+            Some(id) if id != header.store_id => {
+                return Err(Error::ForeignFile {
+                    path: path.clone(),
+                    expected: id,
+                    found: header.store_id,
+                })
+            }
+            _ => report.store_id = Some(header.store_id),
+        }
+        report.segments_read += 1;
+        read.push(path);
+        let mut scan = RecordScan::new(&bytes, *first);
+        for rec in scan.by_ref() {
+            if rec.seq > after {
+                report.records_replayed += 1;
+                report.bytes_replayed += format::frame_len(rec.payload.len()) as u64;
+                apply(rec, path)?;
+            }
+        }
+        expected = scan.next_seq();
+        prev_torn = None;
+        match scan.end() {
+            Some(ScanEnd::Torn {
+                offset,
+                bytes: torn,
+                reason,
+            }) => {
+                if is_last {
+                    if policy == RecoveryPolicy::Strict {
+                        return Err(Error::TornTail {
+                            path: path.clone(),
+                            offset: *offset,
+                            bytes: *torn,
+                        });
+                    }
+                    tracing::warn!(
+                        segment = %path.display(),
+                        offset = *offset,
+                        bytes = *torn,
+                        reason = %reason,
+                        "cut torn tail of the WAL: {torn} bytes after the last valid record"
+                    );
+                    report.torn_tail = Some((path.clone(), *offset, *torn));
+                } else {
+                    tracing::debug!(segment = %path.display(), offset = *offset, bytes = *torn,
+                        "bytes after the last record of a sealed segment are ignored");
+                    prev_torn = Some((path.clone(), *offset));
+                }
+            }
+            Some(ScanEnd::Clean { .. }) | None => {}
+        }
+        if is_last && expected == *first {
+            // No valid record at all: its name would clash with the next segment.
+            drop(bytes);
+            read.pop();
+            remove_empty_segment(fs, dir, path)?;
+        }
+    }
+    // What was read may have come from the page cache of a crashed process: make it
+    // durable before new records, acknowledged as durable, are written after it.
+    for path in read {
+        fs.open_write(path)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| Error::io("fdatasync", path, e))?;
+    }
+    fs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))?;
+    report.next_seq = expected.max(after + 1);
+    Ok(report)
+}
+
+fn remove_empty_segment(fs: &dyn Fs, dir: &Path, path: &Path) -> Result<()> {
+    tracing::warn!(segment = %path.display(), "removing a WAL segment that holds no valid record");
+    fs.remove_file(path)
+        .map_err(|e| Error::io("remove empty segment", path, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))
+}
+
+/// Under [`RecoveryPolicy::SalvagePrefix`], moves `rest` aside and ends the replay at
+/// the valid prefix; under any other policy returns `err`.
+fn salvage(
+    fs: &dyn Fs,
+    dir: &Path,
+    policy: RecoveryPolicy,
+    err: Error,
+    rest: &[(Seq, PathBuf)],
+    next_seq: Seq,
+    mut report: ReplayReport,
+) -> Result<ReplayReport> {
+    if policy != RecoveryPolicy::SalvagePrefix {
+        return Err(err);
+    }
+    tracing::error!(error = %err, segments = rest.len(),
+        "WAL damaged; keeping the valid prefix and moving later segments aside");
+    for (_, path) in rest {
+        let mut aside = path.clone().into_os_string();
+        aside.push(".corrupt");
+        let aside = PathBuf::from(aside);
+        fs.rename_noreplace(path, &aside)
+            .map_err(|e| Error::io("rename aside", path, e))?;
+        report.quarantined.push(aside);
+    }
+    fs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))?;
+    report.next_seq = next_seq;
+    Ok(report)
+}

@@ -1,0 +1,124 @@
+//! Shared test fixtures: a small state whose digest depends on every event and on
+//! their order, so "the reopened state equals applying events 1..k" is one comparison.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use snapwal::{Options, State, Store, SyncPolicy};
+
+/// One event: `n`-th event of `source`, with padding to make records bigger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub source: u32,
+    pub n: u64,
+    pub pad: Vec<u8>,
+}
+
+impl Entry {
+    pub fn new(source: u32, n: u64) -> Self {
+        Entry { source, n, pad: Vec::new() }
+    }
+    pub fn padded(source: u32, n: u64, pad: usize) -> Self {
+        Entry { source, n, pad: vec![(n % 251) as u8; pad] }
+    }
+}
+
+/// Applies every event it is given; `digest` is order-sensitive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub count: u64,
+    pub digest: u64,
+    pub last: BTreeMap<u32, u64>,
+}
+
+impl State for Ledger {
+    type Event = Entry;
+    fn apply(&mut self, e: &Entry) {
+        self.count += 1;
+        self.digest = self
+            .digest
+            .wrapping_mul(0x100000001b3)
+            .wrapping_add(u64::from(e.source) << 40 ^ e.n ^ e.pad.len() as u64);
+        self.last.insert(e.source, e.n);
+    }
+}
+
+/// The state after applying `events` in order.
+pub fn replayed<'a>(events: impl IntoIterator<Item = &'a Entry>) -> Ledger {
+    let mut s = Ledger::default();
+    for e in events {
+        s.apply(e);
+    }
+    s
+}
+
+/// Options for tests: small segments, no preallocation unless asked.
+pub fn opts(sync: SyncPolicy) -> Options {
+    Options::default().sync(sync).segment_bytes(64 * 1024).preallocate(false)
+}
+
+pub fn open(dir: &Path, sync: SyncPolicy) -> Store<Ledger> {
+    Store::open(dir, opts(sync)).expect("open")
+}
+
+/// Segment files in `dir/wal`, sorted.
+pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Snapshot files in `dir/snap`, sorted.
+pub fn snapshots(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("snap"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A tracing subscriber that captures formatted log lines for assertions.
+pub mod logs {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs `f` with a capturing subscriber on this thread; returns the log text.
+    pub fn capture<T>(f: impl FnOnce() -> T) -> (T, String) {
+        let cap = Captured::default();
+        let w = cap.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        let out = tracing::subscriber::with_default(sub, f);
+        (out, cap.text())
+    }
+}
