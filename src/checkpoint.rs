@@ -232,15 +232,20 @@ pub(crate) const SLOW_DEFAULT: Duration = Duration::from_millis(200);
 impl<S: State> Inner<S> {
     /// Runs one checkpoint (see the [module docs](self)), logs it, and records it in
     /// the statistics.
-    pub(crate) fn checkpoint(&self, mode: CheckpointMode, truncate_all: bool) -> Result<CheckpointReport> {
+    pub(crate) fn checkpoint(
+        &self,
+        mode: CheckpointMode,
+        truncate_all: bool,
+    ) -> Result<CheckpointReport> {
         if self
             .checkpoint_running
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            let rep = CheckpointReport::new(mode, CheckpointOutcome::Busy, self.published.load().seq());
+            let rep =
+                CheckpointReport::new(mode, CheckpointOutcome::Busy, self.published.load().seq());
             self.stats.record(&Ok(rep.clone()));
-            tracing::info!(mode = mode.as_str(), busy = true, seq = rep.seq, "checkpoint busy");
+            tracing::info!(dir = %self.dir.display(), mode = mode.as_str(), busy = true, seq = rep.seq, "checkpoint busy");
             return Ok(rep);
         }
         let _running = Running(&self.checkpoint_running);
@@ -249,10 +254,18 @@ impl<S: State> Inner<S> {
             rep.elapsed = start.elapsed();
             rep
         });
-        self.stats.record(&result);
+        match &result {
+            Err(crate::Error::Cancelled) => {}
+            r => self.stats.record(r),
+        }
         match &result {
             Ok(rep) => self.log(rep),
-            Err(e) => tracing::error!(mode = mode.as_str(), error = %e,
+            Err(crate::Error::Cancelled) => tracing::info!(
+                mode = mode.as_str(),
+                elapsed_ms = start.elapsed().as_millis() as u64,
+                "checkpoint cancelled: store closing"
+            ),
+            Err(e) => tracing::error!(dir = %self.dir.display(), mode = mode.as_str(), error = %e,
                 elapsed_ms = start.elapsed().as_millis() as u64, "checkpoint failed"),
         }
         result
@@ -263,6 +276,7 @@ impl<S: State> Inner<S> {
         macro_rules! emit {
             ($lvl:ident, $msg:literal) => {
                 tracing::$lvl!(
+                    dir = %self.dir.display(),
                     mode = rep.mode.as_str(),
                     busy = false,
                     outcome = ?rep.outcome,
@@ -287,7 +301,11 @@ impl<S: State> Inner<S> {
         Duration::from_nanos(self.slow_ns.load(Ordering::Relaxed))
     }
 
-    fn checkpoint_inner(&self, mode: CheckpointMode, truncate_all: bool) -> Result<CheckpointReport> {
+    fn checkpoint_inner(
+        &self,
+        mode: CheckpointMode,
+        truncate_all: bool,
+    ) -> Result<CheckpointReport> {
         let v = self.published.load_full();
         let prev = self.last_snapshot_seq.load(Ordering::Acquire);
         let mut rep = CheckpointReport::new(mode, CheckpointOutcome::Unchanged, v.seq());
@@ -297,12 +315,13 @@ impl<S: State> Inner<S> {
         if v.seq() > prev {
             self.wal.sync_through(v.seq())?;
             let positions = self.positions.save();
-            let written = snapshot::write(
+            let written = snapshot::write_cancellable(
                 self.fs.as_ref(),
                 &self.snap_dir,
                 v.seq(),
                 self.store_id,
                 &(v.state(), &positions),
+                &self.cancel,
             )?;
             rep.outcome = if written.installed {
                 CheckpointOutcome::Written
@@ -319,8 +338,9 @@ impl<S: State> Inner<S> {
     /// Prunes old snapshots and unlinks covered segments; failures go in the report.
     fn cleanup(&self, rep: &mut CheckpointReport, truncate_all: bool) {
         let fail = |rep: &mut CheckpointReport, path: PathBuf, op: &'static str, e: String| {
-            tracing::error!(file = %path.display(), op, error = %e, "checkpoint cleanup failed");
-            rep.cleanup_failures.push(CleanupFailure { path, op, error: e });
+            tracing::error!(dir = %self.dir.display(), file = %path.display(), op, error = %e, "checkpoint cleanup failed");
+            rep.cleanup_failures
+                .push(CleanupFailure { path, op, error: e });
         };
         let keep = self.options.keep_snapshots;
         let snaps = match snapshot::list(self.fs.as_ref(), &self.snap_dir) {
@@ -438,6 +458,7 @@ impl<S: State> Store<S> {
         };
         let stats = self.checkpoint_stats();
         tracing::info!(
+            dir = %self.inner.dir.display(),
             n = stats.n,
             p50_ms = stats.p50.as_millis() as u64,
             p95_ms = stats.p95.as_millis() as u64,
@@ -449,23 +470,33 @@ impl<S: State> Store<S> {
             "checkpoint statistics at close"
         );
         if let Some(deadline) = opts.final_checkpoint {
+            self.inner.cancel.store(false, Ordering::Release);
             let inner = Arc::clone(&self.inner);
             let (tx, rx) = std::sync::mpsc::channel();
             let spawned = std::thread::Builder::new()
                 .name("snapwal-final-checkpoint".into())
                 .spawn(move || {
-                    let _ = tx.send(inner.checkpoint(CheckpointMode::Shutdown, true));
+                    let result = inner.checkpoint(CheckpointMode::Shutdown, true);
+                    // Release the store before reporting, so that `close` returning
+                    // means the directory lock is released too.
+                    drop(inner);
+                    let _ = tx.send(result);
                 });
             match spawned {
                 Ok(_) => match rx.recv_timeout(deadline) {
                     Ok(Ok(rep)) => {
-                        report.cleanup_failures.extend(rep.cleanup_failures.iter().cloned());
+                        report
+                            .cleanup_failures
+                            .extend(rep.cleanup_failures.iter().cloned());
                         report.final_checkpoint = Some(rep);
                     }
                     Ok(Err(e)) => tracing::error!(error = %e, "final checkpoint failed"),
                     Err(_) => {
-                        tracing::warn!(deadline_ms = deadline.as_millis() as u64,
-                            "final checkpoint did not finish before its deadline");
+                        self.inner.cancel.store(true, Ordering::Release);
+                        tracing::warn!(
+                            deadline_ms = deadline.as_millis() as u64,
+                            "final checkpoint did not finish before its deadline; cancelled"
+                        );
                         report.threads_abandoned += 1;
                     }
                 },
@@ -475,9 +506,450 @@ impl<S: State> Store<S> {
         let synced = self.inner.wal.sync_all();
         report.durable_seq = self.inner.wal.durable_seq();
         report.elapsed = start.elapsed();
-        tracing::info!(durable_seq = report.durable_seq, elapsed_ms = report.elapsed.as_millis() as u64,
-            "store closed");
+        tracing::info!(
+            durable_seq = report.durable_seq,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "store closed"
+        );
         drop(self);
         synced.map(|_| report)
+    }
+}
+
+/// Configuration of the periodic checkpointer ([`Store::start_checkpointer`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use snapwal::checkpoint::CheckpointerConfig;
+/// let cfg = CheckpointerConfig::every(Duration::from_secs(1))
+///     .wal_bytes(Some(256 << 20))
+///     .slow_threshold(Duration::from_millis(100));
+/// assert!(cfg.is_enabled());
+/// // A knob read from a configuration file: zero or negative means disabled.
+/// assert!(!CheckpointerConfig::from_interval_secs(-5.0).is_enabled());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct CheckpointerConfig {
+    /// Time between periodic checkpoints; `None` disables the timer. Any positive
+    /// duration is honoured (there is no minimum).
+    pub interval: Option<Duration>,
+    /// Also checkpoint when the WAL has grown by this many bytes since the last
+    /// checkpoint (bounds recovery time); `None` disables the trigger.
+    pub wal_bytes: Option<u64>,
+    /// Checkpoints slower than this also log a WARN "checkpoint slow". Default 200 ms.
+    pub slow_threshold: Duration,
+    /// How often the byte trigger is checked. Default 10 ms.
+    pub poll: Duration,
+}
+
+impl Default for CheckpointerConfig {
+    /// Disabled: no timer, no byte trigger.
+    fn default() -> Self {
+        CheckpointerConfig {
+            interval: None,
+            wal_bytes: None,
+            slow_threshold: SLOW_DEFAULT,
+            poll: Duration::from_millis(10),
+        }
+    }
+}
+
+impl CheckpointerConfig {
+    /// A checkpoint every `interval`; a zero interval means disabled.
+    pub fn every(interval: Duration) -> Self {
+        CheckpointerConfig {
+            interval: (!interval.is_zero()).then_some(interval),
+            ..Self::default()
+        }
+    }
+
+    /// From a configuration knob in seconds: zero or below (or NaN) means disabled;
+    /// a negative value is coerced to disabled with a WARN, since it is most likely a
+    /// mistake in the configuration.
+    pub fn from_interval_secs(secs: f64) -> Self {
+        if secs < 0.0 {
+            tracing::warn!(
+                interval_secs = secs,
+                "negative checkpoint interval; checkpointer disabled"
+            );
+        }
+        if secs > 0.0 && secs.is_finite() {
+            Self::every(Duration::from_secs_f64(secs))
+        } else {
+            Self::default()
+        }
+    }
+
+    /// Sets [`CheckpointerConfig::wal_bytes`] (`Some(0)` counts as `None`).
+    pub fn wal_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.wal_bytes = bytes.filter(|&b| b > 0);
+        self
+    }
+
+    /// Sets [`CheckpointerConfig::slow_threshold`].
+    pub fn slow_threshold(mut self, d: Duration) -> Self {
+        self.slow_threshold = d;
+        self
+    }
+
+    /// Whether this configuration starts anything.
+    pub fn is_enabled(&self) -> bool {
+        self.interval.is_some() || self.wal_bytes.is_some()
+    }
+}
+
+/// What a scheduler runs: one store's checkpoints.
+pub(crate) trait Target: Send + Sync {
+    fn run(&self, mode: CheckpointMode);
+    fn wal_bytes_since_checkpoint(&self) -> u64;
+}
+
+impl<S: State> Target for Inner<S> {
+    fn run(&self, mode: CheckpointMode) {
+        // The outcome is logged and counted by `checkpoint`.
+        let _ = self.checkpoint(mode, false);
+    }
+    fn wal_bytes_since_checkpoint(&self) -> u64 {
+        self.wal
+            .staged_bytes()
+            .saturating_sub(self.wal_bytes_at_checkpoint.load(Ordering::Relaxed))
+    }
+}
+
+struct Job {
+    target: std::sync::Weak<dyn Target>,
+    cfg: CheckpointerConfig,
+    next_periodic: Option<Instant>,
+    in_flight: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    jobs: std::collections::HashMap<u64, Job>,
+    next_id: u64,
+    stopped: bool,
+}
+
+#[derive(Default)]
+struct SchedShared {
+    queue: Mutex<Queue>,
+    cv: std::sync::Condvar,
+}
+
+/// Runs the periodic checkpoints of any number of stores on a fixed number of
+/// threads.
+///
+/// An application with thousands of stores (one per actor, say) creates one
+/// `Scheduler` and registers each store with
+/// [`Store::start_checkpointer_on`]; checkpoints then run on at most `threads`
+/// threads, earliest due first. [`Store::start_checkpointer`] uses a private
+/// one-thread scheduler. The scheduler's queue lock is never taken by appenders or
+/// readers.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Default, Serialize, Deserialize)]
+/// # struct Counter(i64);
+/// # impl snapwal::State for Counter { type Event = i64; fn apply(&mut self, n: &i64) { self.0 += n } }
+/// use std::time::Duration;
+/// use snapwal::checkpoint::{CheckpointerConfig, Scheduler};
+///
+/// let scheduler = Scheduler::new(2)?;
+/// let dirs: Vec<_> = (0..10).map(|_| tempfile::tempdir()).collect::<Result<_, _>>()?;
+/// for dir in &dirs {
+///     let store = snapwal::Store::<Counter>::open(dir.path(), snapwal::Options::default())?;
+///     store.start_checkpointer_on(&scheduler, CheckpointerConfig::every(Duration::from_secs(1)))?;
+///     store.append(&1)?;
+///     store.close()?;
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Scheduler {
+    shared: Arc<SchedShared>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("threads", &lock(&self.workers).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// Starts a scheduler with `threads` worker threads (at least 1), named
+    /// `snapwal-ckpt-<i>`.
+    pub fn new(threads: usize) -> Result<Self> {
+        let shared = Arc::new(SchedShared::default());
+        let mut workers = Vec::new();
+        for i in 0..threads.max(1) {
+            let sh = Arc::clone(&shared);
+            let h = std::thread::Builder::new()
+                .name(format!("snapwal-ckpt-{i}"))
+                .spawn(move || worker(&sh))
+                .map_err(|e| crate::Error::io("spawn thread", "snapwal-ckpt", e))?;
+            workers.push(h);
+        }
+        Ok(Scheduler {
+            shared,
+            workers: Mutex::new(workers),
+        })
+    }
+
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        lock(&self.workers).len()
+    }
+
+    pub(crate) fn add(&self, target: std::sync::Weak<dyn Target>, cfg: CheckpointerConfig) -> u64 {
+        let now = Instant::now();
+        let next_periodic = cfg.interval.map(|i| now + i);
+        let mut q = lock(&self.shared.queue);
+        let id = q.next_id;
+        q.next_id += 1;
+        let due = next_due(now, next_periodic, &cfg);
+        q.jobs.insert(
+            id,
+            Job {
+                target,
+                cfg,
+                next_periodic,
+                in_flight: false,
+            },
+        );
+        q.heap.push(std::cmp::Reverse((due, id)));
+        self.shared.cv.notify_all();
+        id
+    }
+
+    /// Removes a job, waiting up to `timeout` for a run of it in flight to end.
+    /// Returns `false` if it was still running at the timeout.
+    pub(crate) fn remove(&self, id: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut q = lock(&self.shared.queue);
+        loop {
+            match q.jobs.get(&id) {
+                Some(job) if job.in_flight => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        // Let the worker drop it when the run ends.
+                        if let Some(job) = q.jobs.get_mut(&id) {
+                            job.target = std::sync::Weak::<Inner<Dummy>>::new();
+                        }
+                        return false;
+                    }
+                    q = self
+                        .shared
+                        .cv
+                        .wait_timeout(q, deadline - now)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+                Some(_) => {
+                    q.jobs.remove(&id);
+                    return true;
+                }
+                None => return true,
+            }
+        }
+    }
+
+    /// Stops the workers, waiting up to `timeout` for each to finish its current
+    /// checkpoint. Returns how many were left running.
+    pub fn shutdown(&self, timeout: Duration) -> usize {
+        lock(&self.shared.queue).stopped = true;
+        self.shared.cv.notify_all();
+        let deadline = Instant::now() + timeout;
+        let mut left = 0;
+        for h in lock(&self.workers).drain(..) {
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                left += 1;
+            }
+        }
+        left
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_millis(100));
+    }
+}
+
+/// A state type only used to name an empty `Weak<Inner<_>>`.
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Dummy;
+
+impl State for Dummy {
+    type Event = ();
+    fn apply(&mut self, _: &()) {}
+}
+
+fn next_due(now: Instant, next_periodic: Option<Instant>, cfg: &CheckpointerConfig) -> Instant {
+    let poll = cfg.wal_bytes.map(|_| now + cfg.poll);
+    match (next_periodic, poll) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) => a,
+        (None, Some(b)) => b,
+        // Not reachable for an enabled config; check again in a while.
+        (None, None) => now + Duration::from_secs(3600),
+    }
+}
+
+fn worker(sh: &SchedShared) {
+    let mut q = lock(&sh.queue);
+    loop {
+        if q.stopped {
+            return;
+        }
+        let now = Instant::now();
+        let due = match q.heap.peek() {
+            None => {
+                q = sh.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            Some(std::cmp::Reverse((due, _))) => *due,
+        };
+        if due > now {
+            q = sh
+                .cv
+                .wait_timeout(q, due - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+            continue;
+        }
+        let Some(std::cmp::Reverse((_, id))) = q.heap.pop() else {
+            continue;
+        };
+        let Some(job) = q.jobs.get_mut(&id) else {
+            continue;
+        };
+        let Some(target) = job.target.upgrade() else {
+            q.jobs.remove(&id);
+            continue;
+        };
+        let mode = if job.next_periodic.is_some_and(|t| now >= t) {
+            job.next_periodic = job.cfg.interval.map(|i| now + i);
+            Some(CheckpointMode::Periodic)
+        } else if job
+            .cfg
+            .wal_bytes
+            .is_some_and(|limit| target.wal_bytes_since_checkpoint() >= limit)
+        {
+            Some(CheckpointMode::Bytes)
+        } else {
+            None
+        };
+        let next = next_due(now, job.next_periodic, &job.cfg);
+        job.in_flight = true;
+        drop(q);
+        if let Some(mode) = mode {
+            target.run(mode);
+        }
+        drop(target);
+        q = lock(&sh.queue);
+        if let Some(job) = q.jobs.get_mut(&id) {
+            job.in_flight = false;
+            if job.target.strong_count() > 0 {
+                q.heap.push(std::cmp::Reverse((next, id)));
+            } else {
+                q.jobs.remove(&id);
+            }
+        }
+        sh.cv.notify_all();
+    }
+}
+
+/// The checkpointer attached to a store.
+pub(crate) enum Attached {
+    Own(Scheduler),
+    Shared(Arc<SchedulerHandle>, u64),
+}
+
+/// A shared scheduler's queue, as seen by the stores registered on it.
+pub(crate) struct SchedulerHandle(Arc<SchedShared>);
+
+impl Attached {
+    /// Detaches: removes the job and waits up to `timeout` for a run in flight.
+    /// Returns the number of threads or runs left behind.
+    pub(crate) fn detach(self, timeout: Duration) -> usize {
+        match self {
+            Attached::Own(s) => s.shutdown(timeout),
+            Attached::Shared(h, id) => {
+                let s = Scheduler {
+                    shared: Arc::clone(&h.0),
+                    workers: Mutex::new(Vec::new()),
+                };
+                usize::from(!s.remove(id, timeout))
+            }
+        }
+    }
+}
+
+impl<S: State> Store<S> {
+    /// Starts the periodic checkpointer on a thread of its own (named
+    /// `snapwal-ckpt-0`). Returns `Ok(false)` and starts nothing when `cfg` is
+    /// disabled (no interval and no byte trigger). `open` never starts it, so one-shot
+    /// tools and tests are unaffected.
+    ///
+    /// Checkpoints never overlap (see [`Store::checkpoint`]); each logs one INFO event
+    /// with `mode`, `busy`, `seq`, `log_records`, `checkpointed_records`,
+    /// `snapshot_bytes`, `segments_removed`, `snapshots_pruned`, `elapsed_ms`, and a
+    /// WARN "checkpoint slow" past [`CheckpointerConfig::slow_threshold`].
+    pub fn start_checkpointer(&self, cfg: CheckpointerConfig) -> Result<bool> {
+        if !self.prepare_checkpointer(&cfg)? {
+            return Ok(false);
+        }
+        let sched = Scheduler::new(1)?;
+        sched.add(self.weak_target(), cfg);
+        *lock(&self.checkpointer) = Some(Attached::Own(sched));
+        Ok(true)
+    }
+
+    /// Registers this store's checkpoints on a shared [`Scheduler`]. Returns
+    /// `Ok(false)` when `cfg` is disabled.
+    pub fn start_checkpointer_on(
+        &self,
+        scheduler: &Scheduler,
+        cfg: CheckpointerConfig,
+    ) -> Result<bool> {
+        if !self.prepare_checkpointer(&cfg)? {
+            return Ok(false);
+        }
+        let id = scheduler.add(self.weak_target(), cfg);
+        let handle = Arc::new(SchedulerHandle(Arc::clone(&scheduler.shared)));
+        *lock(&self.checkpointer) = Some(Attached::Shared(handle, id));
+        Ok(true)
+    }
+
+    fn prepare_checkpointer(&self, cfg: &CheckpointerConfig) -> Result<bool> {
+        if lock(&self.checkpointer).is_some() {
+            return Err(crate::Error::InvalidOptions(
+                "a checkpointer is already running",
+            ));
+        }
+        if !cfg.is_enabled() {
+            tracing::info!(
+                "checkpointer disabled (no interval, no byte trigger); no thread started"
+            );
+            return Ok(false);
+        }
+        self.inner
+            .slow_ns
+            .store(cfg.slow_threshold.as_nanos() as u64, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn weak_target(&self) -> std::sync::Weak<dyn Target> {
+        let strong: Arc<dyn Target> = Arc::clone(&self.inner) as Arc<dyn Target>;
+        Arc::downgrade(&strong)
     }
 }

@@ -112,6 +112,8 @@ pub enum Error {
     InvalidOptions(&'static str),
     /// The store was closed.
     Closed,
+    /// A checkpoint was cancelled because the store is closing.
+    Cancelled,
 }
 
 impl Error {
@@ -123,7 +125,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Corrupt {
             path: path.into(),
             offset,
@@ -168,7 +174,11 @@ impl fmt::Display for Error {
                 path,
                 offset,
                 reason,
-            } => write!(f, "{} is corrupt at offset {offset}: {reason}", path.display()),
+            } => write!(
+                f,
+                "{} is corrupt at offset {offset}: {reason}",
+                path.display()
+            ),
             Error::TornTail {
                 path,
                 offset,
@@ -208,6 +218,7 @@ impl fmt::Display for Error {
             }
             Error::InvalidOptions(what) => write!(f, "invalid options: {what}"),
             Error::Closed => write!(f, "store is closed"),
+            Error::Cancelled => write!(f, "cancelled because the store is closing"),
         }
     }
 }

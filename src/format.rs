@@ -28,7 +28,8 @@
 //!
 //!      0    4 len          payload length in bytes; 0 ends the log
 //!      4    4 crc          crc32c of payload, continued over seq (8 bytes LE)
-//!      8    8 seq          previous record's seq + 1 (the first: first_seq)
+//!      8    8 seq          previous record's seq + 1 (the first: first_seq);
+//!                          never u64::MAX (a record carrying it ends the log)
 //!     16  len payload      postcard encoding of the event
 //! ```
 //!
@@ -120,9 +121,7 @@ fn check_magic_version(bytes: &[u8], len: usize, magic: [u8; 8]) -> Result<&[u8]
     if version != VERSION {
         return Err(HeaderError::Version(version));
     }
-    let (body, crc) = header
-        .split_last_chunk::<4>()
-        .ok_or(HeaderError::Short)?;
+    let (body, crc) = header.split_last_chunk::<4>().ok_or(HeaderError::Short)?;
     let stored = u32::from_le_bytes(*crc);
     let computed = crc32c::crc32c(body);
     if stored != computed {
@@ -299,9 +298,12 @@ impl<'a> Iterator for RecordScan<'a> {
                 self.next_seq
             )));
         }
+        let Some(next_seq) = seq.checked_add(1) else {
+            return self.finish(Some(format!("record carries seq {seq}, which no writer reaches")));
+        };
         let offset = self.pos as u64;
         self.pos += FRAME_HEADER_LEN + payload.len();
-        self.next_seq += 1;
+        self.next_seq = next_seq;
         Some(Record {
             seq,
             offset,

@@ -93,7 +93,9 @@ impl Deref for FileBytes {
 
 impl fmt::Debug for FileBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FileBytes").field("len", &self.len()).finish()
+        f.debug_struct("FileBytes")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -105,7 +107,13 @@ pub struct RealFs;
 struct RealFile(File);
 
 #[derive(Debug)]
-struct RealLock(#[allow(dead_code, reason = "held for its Drop: closing the fd releases the flock")] File);
+struct RealLock(
+    #[allow(
+        dead_code,
+        reason = "held for its Drop: closing the fd releases the flock"
+    )]
+    File,
+);
 
 impl LockGuard for RealLock {}
 

@@ -1,12 +1,20 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic))]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)
+)]
 
 pub mod checkpoint;
 pub mod error;
 pub mod format;
 pub mod fs;
+pub mod harness;
+#[cfg(feature = "sim")]
+pub mod check;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod options;
 pub mod position;
 pub mod snapshot;
@@ -14,7 +22,8 @@ mod store;
 pub mod wal;
 
 pub use checkpoint::{
-    CheckpointMode, CheckpointOutcome, CheckpointReport, CheckpointStats, CleanupFailure, CloseOptions,
+    CheckpointMode, CheckpointOutcome, CheckpointReport, CheckpointStats, CheckpointerConfig,
+    CleanupFailure, CloseOptions, Scheduler,
 };
 pub use error::{Error, Result};
 pub use options::{Options, RecoveryPolicy, SyncPolicy};

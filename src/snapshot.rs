@@ -3,17 +3,17 @@
 //! A snapshot is streamed into a temp file with a unique name
 //! (`.<seq>.<pid>.<n>.tmp`), synced with `fdatasync`, and installed under its final
 //! name `<seq>.snap` with a rename that never replaces
-//! ([`Fs::rename_noreplace`](crate::fs::Fs::rename_noreplace)); then the directory is
+//! ([`Fs::rename_noreplace`]); then the directory is
 //! synced. So a snapshot is visible under its final name only when it is complete and
 //! durable, and two writers can never clobber each other: if the final name exists,
 //! that snapshot (the state after the same seq) is already there, and the temp file is
-//! removed. The byte format is in [`format`](crate::format).
+//! removed. The byte format is in [`crate::format`].
 //!
 //! These functions are usable on their own, for any `serde` value.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,7 +23,7 @@ use crate::format::{self, HeaderError, SnapshotHeader, SNAPSHOT_HEADER_LEN};
 use crate::fs::{Fs, FsFile};
 use crate::Seq;
 
-/// The result of [`write`].
+/// The result of [`write()`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     /// The snapshot's final path.
@@ -38,6 +38,7 @@ pub struct Written {
 /// CRC32C of everything written.
 struct CrcWriter<'a> {
     file: &'a dyn FsFile,
+    cancel: &'a AtomicBool,
     offset: u64,
     buf: Vec<u8>,
     crc: u32,
@@ -45,9 +46,18 @@ struct CrcWriter<'a> {
 }
 
 const WRITE_BUF: usize = 1 << 20;
+const CANCELLED: &str = "snapshot write cancelled";
 
 impl CrcWriter<'_> {
+    fn check_cancel(&self) -> io::Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, CANCELLED));
+        }
+        Ok(())
+    }
+
     fn flush_buf(&mut self) -> io::Result<()> {
+        self.check_cancel()?;
         if !self.buf.is_empty() {
             self.file.write_all_at(&self.buf, self.offset)?;
             self.offset += self.buf.len() as u64;
@@ -65,6 +75,7 @@ impl Write for CrcWriter<'_> {
             self.flush_buf()?;
         }
         if data.len() >= WRITE_BUF {
+            self.check_cancel()?;
             self.file.write_all_at(data, self.offset)?;
             self.offset += data.len() as u64;
         } else {
@@ -102,9 +113,26 @@ pub fn write<T: Serialize + ?Sized>(
     store_id: u64,
     value: &T,
 ) -> Result<Written> {
+    write_cancellable(fs, dir, seq, store_id, value, &AtomicBool::new(false))
+}
+
+/// Like [`write()`], but gives up with [`Error::Cancelled`] (removing the temp file) as
+/// soon as `cancel` is set: it is checked before each buffered write of the body and
+/// before the sync and the install.
+pub fn write_cancellable<T: Serialize + ?Sized>(
+    fs: &dyn Fs,
+    dir: &Path,
+    seq: Seq,
+    store_id: u64,
+    value: &T,
+    cancel: &AtomicBool,
+) -> Result<Written> {
     let temp = dir.join(temp_name(seq));
     let path = dir.join(format::snapshot_name(seq));
-    let result = write_temp(fs, &temp, seq, store_id, value).and_then(|bytes| {
+    let result = write_temp(fs, &temp, seq, store_id, value, cancel).and_then(|bytes| {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
         match fs.rename_noreplace(&temp, &path) {
             Ok(()) => Ok(Written {
                 path: path.clone(),
@@ -125,7 +153,8 @@ pub fn write<T: Serialize + ?Sized>(
     });
     match result {
         Ok(w) => {
-            fs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))?;
+            fs.sync_dir(dir)
+                .map_err(|e| Error::io("fsync dir", dir, e))?;
             Ok(w)
         }
         Err(e) => {
@@ -149,26 +178,38 @@ fn write_temp<T: Serialize + ?Sized>(
     seq: Seq,
     store_id: u64,
     value: &T,
+    cancel: &AtomicBool,
 ) -> Result<u64> {
     let file = fs
         .create_new(temp)
         .map_err(|e| Error::io("create snapshot", temp, e))?;
     let mut w = CrcWriter {
         file: file.as_ref(),
+        cancel,
         offset: SNAPSHOT_HEADER_LEN as u64,
         buf: Vec::with_capacity(WRITE_BUF),
         crc: 0,
         len: 0,
     };
-    let w = postcard::to_io(value, &mut w).map_err(|e| match e {
-        postcard::Error::SerdeSerCustom => Error::io(
-            "write snapshot",
-            temp,
-            io::Error::other("serialization failed"),
-        ),
-        other => Error::Encode(other),
-    })?;
-    w.flush().map_err(|e| Error::io("write snapshot", temp, e))?;
+    let io_err = |e: io::Error| {
+        if e.kind() == io::ErrorKind::Interrupted && e.to_string() == CANCELLED {
+            Error::Cancelled
+        } else {
+            Error::io("write snapshot", temp, e)
+        }
+    };
+    let encoded = postcard::to_io(value, &mut w);
+    // postcard reports a failed `io::Write` as a serde error; look at the writer's
+    // cancel flag and its own error first.
+    let w = match encoded {
+        Ok(w) => w,
+        Err(_) if cancel.load(Ordering::Relaxed) => return Err(Error::Cancelled),
+        Err(postcard::Error::SerdeSerCustom) => {
+            return Err(io_err(io::Error::other("snapshot serialization failed")))
+        }
+        Err(other) => return Err(Error::Encode(other)),
+    };
+    w.flush().map_err(io_err)?;
     let header = SnapshotHeader {
         seq,
         store_id,
@@ -228,7 +269,10 @@ pub fn decode<T: DeserializeOwned>(
             return Err(Error::corrupt(
                 path,
                 12,
-                format!("header says seq {} but the name says {name_seq}", header.seq),
+                format!(
+                    "header says seq {} but the name says {name_seq}",
+                    header.seq
+                ),
             ));
         }
     }

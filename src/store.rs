@@ -51,7 +51,8 @@ pub struct OpenReport {
     pub seq: Seq,
     /// The snapshot recovery started from (its seq), if any.
     pub snapshot_seq: Option<Seq>,
-    /// Snapshots that failed validation and were skipped, with the reason.
+    /// Snapshots that failed validation and were skipped, with the reason. Once
+    /// recovery succeeds they are renamed to `<name>.corrupt`, kept for inspection.
     pub snapshots_skipped: Vec<(PathBuf, String)>,
     /// Records replayed from the WAL.
     pub records_replayed: u64,
@@ -95,9 +96,6 @@ impl Stop {
         *lock(&self.stopped) = true;
         self.cv.notify_all();
     }
-    pub(crate) fn is_stopped(&self) -> bool {
-        *lock(&self.stopped)
-    }
     /// Waits up to `d`; returns `true` if stopped.
     pub(crate) fn wait(&self, d: Duration) -> bool {
         let g = lock(&self.stopped);
@@ -109,10 +107,6 @@ impl Stop {
             .wait_timeout(g, d)
             .unwrap_or_else(|e| e.into_inner());
         *g
-    }
-    /// Wakes waiters without stopping them.
-    pub(crate) fn nudge(&self) {
-        self.cv.notify_all();
     }
 }
 
@@ -132,6 +126,8 @@ pub(crate) struct Inner<S: State> {
     pub(crate) positions: Positions,
     /// Set while a checkpoint runs: the mechanism that prevents overlap.
     pub(crate) checkpoint_running: AtomicBool,
+    /// Set while closing: a running checkpoint gives up at its next buffered write.
+    pub(crate) cancel: AtomicBool,
     /// Seq of the newest snapshot on disk (0 if none).
     pub(crate) last_snapshot_seq: AtomicU64,
     /// WAL bytes staged when the last checkpoint started.
@@ -151,6 +147,7 @@ pub(crate) struct Inner<S: State> {
 pub struct Store<S: State> {
     pub(crate) inner: Arc<Inner<S>>,
     pub(crate) threads: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
+    pub(crate) checkpointer: Mutex<Option<crate::checkpoint::Attached>>,
 }
 
 impl<S: State> std::fmt::Debug for Store<S> {
@@ -222,6 +219,15 @@ impl<S: State> Store<S> {
             fs.create_dir_all(d)
                 .map_err(|e| Error::io("create dir", d, e))?;
         }
+        // A directory just created is durable only once its parent is synced: without
+        // this a power loss could drop `wal/` and every acknowledged record in it.
+        let parent = match dir.parent() {
+            Some(p) if p.as_os_str().is_empty() => Some(Path::new(".")),
+            p => p,
+        };
+        for d in parent.into_iter().chain([dir.as_path()]) {
+            fs.sync_dir(d).map_err(|e| Error::io("fsync dir", d, e))?;
+        }
         let lock_path = dir.join("LOCK");
         let guard = fs.lock(&lock_path).map_err(|e| match e.kind() {
             std::io::ErrorKind::WouldBlock => Error::Locked {
@@ -260,29 +266,43 @@ impl<S: State> Store<S> {
         };
         report.snapshot_seq = snap_id.map(|_| snap_seq);
 
-        let replayed = wal::replay(
-            fs.as_ref(),
-            &wal_dir,
-            snap_seq,
-            snap_id,
-            options.recovery,
-            |rec, path| {
-                let (event, rest) = postcard::take_from_bytes::<S::Event>(rec.payload)
-                    .map_err(|source| Error::Decode {
-                        path: path.into(),
-                        offset: rec.offset,
-                        source,
-                    })?;
-                if !rest.is_empty() {
-                    return Err(Error::corrupt(path, rec.offset, "event has trailing bytes"));
-                }
-                state.apply(&event);
-                Ok(())
-            },
-        );
+        let replayed =
+            wal::replay(
+                fs.as_ref(),
+                &wal_dir,
+                snap_seq,
+                snap_id,
+                options.recovery,
+                |rec, path| {
+                    let (event, rest) = postcard::take_from_bytes::<S::Event>(rec.payload)
+                        .map_err(|source| Error::Decode {
+                            path: path.into(),
+                            offset: rec.offset,
+                            source,
+                        })?;
+                    if !rest.is_empty() {
+                        return Err(Error::corrupt(path, rec.offset, "event has trailing bytes"));
+                    }
+                    state.apply(&event);
+                    Ok(())
+                },
+            );
         let replayed = match (replayed, first_skip) {
             // A skipped snapshot explains a WAL that does not reach back far enough.
             (Err(Error::MissingRecords { .. }), Some(skip)) => return Err(skip),
+            // So does a WAL that ends before the newest skipped snapshot (its seq was
+            // acknowledged): recovering short of it would lose data in silence.
+            (Ok(r), Some(skip))
+                if options.recovery != crate::RecoveryPolicy::SalvagePrefix
+                    && report.snapshots_skipped.first().is_some_and(|(p, _)| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .and_then(|n| crate::format::parse_name(n, "snap"))
+                            .is_some_and(|s| r.next_seq <= s)
+                    }) =>
+            {
+                return Err(skip)
+            }
             (r, _) => r?,
         };
         let seq = replayed.next_seq - 1;
@@ -292,6 +312,21 @@ impl<S: State> Store<S> {
         report.bytes_replayed = replayed.bytes_replayed;
         report.torn_tail = replayed.torn_tail;
         report.quarantined = replayed.quarantined;
+        // Recovery succeeded without the damaged snapshots: move them aside, so a
+        // checkpoint at the same seq can install a good one (installs never replace).
+        for (path, _) in &report.snapshots_skipped {
+            let mut aside = path.clone().into_os_string();
+            aside.push(".corrupt");
+            match fs.rename_noreplace(path, Path::new(&aside)) {
+                Ok(()) => report.quarantined.push(aside.into()),
+                Err(e) => tracing::warn!(snapshot = %path.display(), error = %e,
+                    "could not move a damaged snapshot aside"),
+            }
+        }
+        if !report.snapshots_skipped.is_empty() {
+            fs.sync_dir(&snap_dir)
+                .map_err(|e| Error::io("fsync dir", &snap_dir, e))?;
+        }
 
         let wal = Wal::new(
             Arc::clone(&fs),
@@ -314,6 +349,7 @@ impl<S: State> Store<S> {
             published: ArcSwap::new(current),
             positions: Positions::from_saved(saved_positions),
             checkpoint_running: AtomicBool::new(false),
+            cancel: AtomicBool::new(false),
             last_snapshot_seq: AtomicU64::new(snap_seq),
             wal_bytes_at_checkpoint: AtomicU64::new(0),
             stats: Stats::default(),
@@ -325,6 +361,7 @@ impl<S: State> Store<S> {
         let store = Store {
             inner,
             threads: Mutex::new(Vec::new()),
+            checkpointer: Mutex::new(None),
         };
         if let SyncPolicy::Interval(every) = store.inner.options.sync {
             store.spawn("snapwal-sync", move |inner: &Inner<S>| {
@@ -459,8 +496,13 @@ impl<S: State> Store<S> {
     /// hold the store open until they do).
     pub(crate) fn stop_threads(&self, bound: Duration) -> usize {
         self.inner.stop.stop();
+        self.inner
+            .cancel
+            .store(true, std::sync::atomic::Ordering::Release);
         let deadline = Instant::now() + bound;
-        let mut abandoned = 0;
+        let mut abandoned = lock(&self.checkpointer)
+            .take()
+            .map_or(0, |c| c.detach(bound));
         for (name, handle) in lock(&self.threads).drain(..) {
             while !handle.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
@@ -470,8 +512,11 @@ impl<S: State> Store<S> {
                     tracing::error!(thread = name, "background thread panicked");
                 }
             } else {
-                tracing::warn!(thread = name, bound_ms = bound.as_millis() as u64,
-                    "background thread did not stop in time; leaving it to finish");
+                tracing::warn!(
+                    thread = name,
+                    bound_ms = bound.as_millis() as u64,
+                    "background thread did not stop in time; leaving it to finish"
+                );
                 abandoned += 1;
             }
         }

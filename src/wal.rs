@@ -2,7 +2,7 @@
 //!
 //! [`Wal`] is usable on its own: it assigns sequence numbers, frames payloads, writes
 //! them to segment files and makes them durable. The byte format is in
-//! [`format`](crate::format).
+//! [`crate::format`].
 //!
 //! # Invariants kept here
 //!
@@ -325,7 +325,11 @@ impl Wal {
         self.purge(through, true)
     }
 
-    fn purge(&self, through: Seq, include_last: bool) -> Result<Vec<(PathBuf, std::io::Result<()>)>> {
+    fn purge(
+        &self,
+        through: Seq,
+        include_last: bool,
+    ) -> Result<Vec<(PathBuf, std::io::Result<()>)>> {
         let segments = list_segments(self.fs.as_ref(), &self.dir)?;
         let mut out = Vec::new();
         for pair in segments.windows(2) {
@@ -443,7 +447,10 @@ pub fn replay(
                 (Some((p, off)), _) => Error::corrupt(
                     p,
                     *off,
-                    format!("records end at seq {} but the next segment starts at {first}", expected - 1),
+                    format!(
+                        "records end at seq {} but the next segment starts at {first}",
+                        expected - 1
+                    ),
                 ),
                 (None, true) => Error::MissingRecords {
                     needed: expected,
@@ -455,7 +462,21 @@ pub fn replay(
                     format!("segment starts at seq {first} but seq {expected} was expected"),
                 ),
             };
-            return salvage(fs, dir, policy, err, needed.get(i..).unwrap_or(&[]), expected.max(after + 1), report);
+            // A damaged segment with no valid record is named after the next seq: it
+            // goes aside too, or the next append could not create its segment.
+            let from = match (&prev_torn, needed.get(i.saturating_sub(1))) {
+                (Some(_), Some((prev_first, _))) if *prev_first == expected => i.saturating_sub(1),
+                _ => i,
+            };
+            return salvage(
+                fs,
+                dir,
+                policy,
+                err,
+                needed.get(from..).unwrap_or(&[]),
+                expected.max(after + 1),
+                report,
+            );
         }
         let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
         let header = match SegmentHeader::decode(&bytes) {
@@ -471,16 +492,35 @@ pub fn replay(
             }
             Err(e) => {
                 let err = header_error(path, e);
-                return salvage(fs, dir, policy, err, needed.get(i..).unwrap_or(&[]), expected.max(after + 1), report);
+                return salvage(
+                    fs,
+                    dir,
+                    policy,
+                    err,
+                    needed.get(i..).unwrap_or(&[]),
+                    expected.max(after + 1),
+                    report,
+                );
             }
         };
         if header.first_seq != *first {
             let err = Error::corrupt(
                 path,
                 12,
-                format!("header says first seq {} but the name says {first}", header.first_seq),
+                format!(
+                    "header says first seq {} but the name says {first}",
+                    header.first_seq
+                ),
             );
-            return salvage(fs, dir, policy, err, needed.get(i..).unwrap_or(&[]), expected.max(after + 1), report);
+            return salvage(
+                fs,
+                dir,
+                policy,
+                err,
+                needed.get(i..).unwrap_or(&[]),
+                expected.max(after + 1),
+                report,
+            );
         }
         match report.store_id {
             Some(id) if id != header.store_id => {
@@ -548,7 +588,8 @@ pub fn replay(
             .and_then(|f| f.sync_data())
             .map_err(|e| Error::io("fdatasync", path, e))?;
     }
-    fs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync dir", dir, e))?;
     report.next_seq = expected.max(after + 1);
     Ok(report)
 }
@@ -584,7 +625,8 @@ fn salvage(
             .map_err(|e| Error::io("rename aside", path, e))?;
         report.quarantined.push(aside);
     }
-    fs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync dir", dir, e))?;
     report.next_seq = next_seq;
     Ok(report)
 }

@@ -6,7 +6,9 @@ use snapwal::SyncPolicy;
 #[test]
 fn round_trip_preserves_state_and_seq() {
     let dir = tempfile::tempdir().unwrap();
-    let events: Vec<Entry> = (0..5_000).map(|i| Entry::padded(1, i, (i % 300) as usize)).collect();
+    let events: Vec<Entry> = (0..5_000)
+        .map(|i| Entry::padded(1, i, (i % 300) as usize))
+        .collect();
     let store = open(dir.path(), SyncPolicy::Never);
     for (i, e) in events.iter().enumerate() {
         assert_eq!(store.append(e).unwrap(), i as u64 + 1);
@@ -16,9 +18,13 @@ fn round_trip_preserves_state_and_seq() {
     assert_eq!(*before.state(), replayed(&events));
     let report = store.close().unwrap();
     assert_eq!(report.durable_seq, 5_000);
-    assert!(segments(dir.path()).len() > 1, "small segments must have rotated");
+    assert!(
+        segments(dir.path()).len() > 1,
+        "small segments must have rotated"
+    );
 
-    let (store, rep) = snapwal::Store::<Ledger>::open_with_report(dir.path(), opts(SyncPolicy::Never)).unwrap();
+    let (store, rep) =
+        snapwal::Store::<Ledger>::open_with_report(dir.path(), opts(SyncPolicy::Never)).unwrap();
     assert_eq!(rep.records_replayed, 5_000);
     assert!(rep.torn_tail.is_none());
     let after = store.current();

@@ -18,10 +18,18 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(source: u32, n: u64) -> Self {
-        Entry { source, n, pad: Vec::new() }
+        Entry {
+            source,
+            n,
+            pad: Vec::new(),
+        }
     }
     pub fn padded(source: u32, n: u64, pad: usize) -> Self {
-        Entry { source, n, pad: vec![(n % 251) as u8; pad] }
+        Entry {
+            source,
+            n,
+            pad: vec![(n % 251) as u8; pad],
+        }
     }
 }
 
@@ -56,7 +64,10 @@ pub fn replayed<'a>(events: impl IntoIterator<Item = &'a Entry>) -> Ledger {
 
 /// Options for tests: small segments, no preallocation unless asked.
 pub fn opts(sync: SyncPolicy) -> Options {
-    Options::default().sync(sync).segment_bytes(64 * 1024).preallocate(false)
+    Options::default()
+        .sync(sync)
+        .segment_bytes(64 * 1024)
+        .preallocate(false)
 }
 
 pub fn open(dir: &Path, sync: SyncPolicy) -> Store<Ledger> {

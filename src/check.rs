@@ -1,0 +1,739 @@
+//! A crash-consistency checker: run a workload on a [`SimFs`], crash it at every call,
+//! and check that every crash image recovers to a state the contract allows.
+//!
+//! A [`Workload`] is a list of [`Op`]s (appends, batches, syncs, checkpoints, clean and
+//! unclean reopens) with store options chosen so that segments rotate and get cleaned
+//! up (4 KiB segments). A [`Checker`] runs it once without a crash to count its file
+//! system calls, then, for every call boundary `n` from `0` to that count (or a seeded
+//! sample of them), runs it again on a fresh [`SimFs`] that crashes before call `n`,
+//! builds several crash images (everything un-synced dropped, everything kept, and
+//! random mixes; see the [`sim`](crate::sim) model) and on each one checks:
+//!
+//! 1. **Recovery succeeds**: [`Store::open`] neither panics nor returns an error (a
+//!    crash must be recoverable under the default recovery policy).
+//! 2. **Durability and prefix** (I1, I2): the recovered store is at some seq `k` with
+//!    `acknowledged <= k <= appended`, and its state equals the state after events
+//!    `1..=k`. *Appended* counts every event whose append was attempted; *acknowledged*
+//!    is the highest seq the store promised was durable before the crash: an append
+//!    that returned `Ok` under [`SyncPolicy::Always`], the seq returned by
+//!    [`Store::sync`], a checkpoint's seq, `close`'s durable seq, and
+//!    [`Store::durable_seq`] after each operation that succeeded.
+//! 3. **The store is usable**: one more event appends as seq `k + 1`, `close`
+//!    succeeds, and a reopen shows exactly events `1..=k` plus that one.
+//!
+//! The crash-free run is checked too: after every reopen the store holds every event
+//! appended, and every seq returned is the expected one.
+//!
+//! The checker is generic over the state, so you can run it with your own
+//! [`State`] and a function that makes the `i`-th event; [`Tally`] and [`tick`] are a
+//! small ready-made pair. [`crash_recovery_from_bytes`] is the body of a cargo-fuzz
+//! target that drives one check from the fuzzer's bytes.
+//!
+//! ```
+//! use snapwal::check::{Checker, Op, Workload};
+//! use snapwal::SyncPolicy;
+//!
+//! let workload = Workload::new(SyncPolicy::Always)
+//!     .then(Op::Append(3))
+//!     .then(Op::Checkpoint)
+//!     .then(Op::Append(2));
+//! let report = Checker::tally(workload).random_images(1).run();
+//! assert!(report.failures.is_empty(), "{report}");
+//! assert!(report.crash_points > 0);
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sim::{is_crash, Choices, Rng, SimFs};
+use crate::{CheckpointOutcome, CloseOptions, Error, Options, Seq, State, Store, SyncPolicy};
+
+/// Where the checker puts the store inside the simulated file system.
+pub const STORE_DIR: &str = "/store";
+
+/// Added to the index of the event appended after recovery, so that it differs from
+/// the workload's own event with the same seq.
+pub const POST_RECOVERY_EVENT: u64 = 1 << 40;
+
+/// One step of a [`Workload`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `n` calls to [`Store::append`].
+    Append(u32),
+    /// One [`Store::append_batch`] of `n` events.
+    AppendBatch(u32),
+    /// [`Store::sync`].
+    Sync,
+    /// [`Store::checkpoint`].
+    Checkpoint,
+    /// [`Store::close`], then open again.
+    Reopen,
+    /// [`Store::close_with`] a final checkpoint (which unlinks every covered segment),
+    /// then open again.
+    ReopenWithCheckpoint,
+    /// Drop the store without closing it (a process crash: the page cache survives),
+    /// then open again.
+    DropReopen,
+}
+
+/// A workload: operations and the store options they run with.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// The operations, in order. The store is opened before the first.
+    pub ops: Vec<Op>,
+    /// [`SyncPolicy::Always`] or [`SyncPolicy::Never`]. `Interval` is run as `Never`
+    /// (its background thread would make runs non-deterministic): model it with
+    /// explicit [`Op::Sync`] steps.
+    pub sync: SyncPolicy,
+    /// [`Options::segment_bytes`]. Default 4096, so that segments rotate and cleanup
+    /// unlinks them.
+    pub segment_bytes: u64,
+    /// [`Options::preallocate`]. Default on.
+    pub preallocate: bool,
+    /// [`Options::keep_snapshots`]. Default 2.
+    pub keep_snapshots: usize,
+}
+
+impl Workload {
+    /// An empty workload with the default options and `sync`.
+    pub fn new(sync: SyncPolicy) -> Self {
+        Workload {
+            ops: Vec::new(),
+            sync,
+            segment_bytes: 4096,
+            preallocate: true,
+            keep_snapshots: 2,
+        }
+    }
+
+    /// Adds `op`.
+    pub fn then(mut self, op: Op) -> Self {
+        self.ops.push(op);
+        self
+    }
+
+    /// A random workload of `ops` operations, mostly appends, from `seed`.
+    pub fn random(seed: u64, ops: usize, sync: SyncPolicy) -> Self {
+        let mut rng = Rng::new(seed);
+        let mut w = Workload::new(sync);
+        for _ in 0..ops {
+            let n = 1 + rng.below(6) as u32;
+            let op = match rng.below(20) {
+                0..=7 => Op::Append(n),
+                8..=10 => Op::AppendBatch(n + 2),
+                11..=12 => Op::Sync,
+                13..=16 => Op::Checkpoint,
+                17 => Op::Reopen,
+                18 => Op::ReopenWithCheckpoint,
+                _ => Op::DropReopen,
+            };
+            w.ops.push(op);
+        }
+        w
+    }
+
+    /// How many events the workload appends.
+    pub fn events(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::Append(n) | Op::AppendBatch(n) => u64::from(*n),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// The store options for a run on `fs`.
+    pub fn options(&self, fs: Arc<SimFs>) -> Options {
+        let sync = match self.sync {
+            SyncPolicy::Always => SyncPolicy::Always,
+            _ => SyncPolicy::Never,
+        };
+        Options::default()
+            .sync(sync)
+            .segment_bytes(self.segment_bytes)
+            .preallocate(self.preallocate)
+            .keep_snapshots(self.keep_snapshots)
+            .fs(fs)
+    }
+}
+
+/// A state for the checker's own runs: its digest depends on every event, its
+/// padding and their order, so equal states mean equal event sequences.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Events applied.
+    pub count: u64,
+    /// An order-sensitive digest of the events.
+    pub digest: u64,
+    /// The `n` of the last event.
+    pub last: u64,
+}
+
+/// The event of [`Tally`]: a number and some padding (to fill segments).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tick {
+    /// The event's index.
+    pub n: u64,
+    /// Padding, 64 to 383 bytes.
+    pub pad: Vec<u8>,
+}
+
+impl State for Tally {
+    type Event = Tick;
+    fn apply(&mut self, e: &Tick) {
+        let pad = e
+            .pad
+            .iter()
+            .fold(e.pad.len() as u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
+        self.count += 1;
+        self.digest = self
+            .digest
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .wrapping_add(e.n ^ pad.rotate_left(32));
+        self.last = e.n;
+    }
+}
+
+/// The `n`-th event of the checker's own workloads: deterministic, with 64 to 383
+/// bytes of padding so that a 4 KiB segment holds about a dozen.
+pub fn tick(n: u64) -> Tick {
+    let len = 64 + (n.wrapping_mul(89) % 320) as usize;
+    Tick {
+        n,
+        pad: (0..len).map(|i| (n as usize).wrapping_add(i) as u8).collect(),
+    }
+}
+
+/// A contract violation found by the checker, with what it takes to reproduce it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The checker's seed ([`Checker::seed`]).
+    pub seed: u64,
+    /// The crash point (`None` for the crash-free run).
+    pub crash_point: Option<u64>,
+    /// How the image was chosen.
+    pub image: Option<Choices>,
+    /// Every choice answer given to build the image: pass
+    /// `Choices::Bits(bits)` to [`Checker::check_one`] to rebuild it.
+    pub bits: Vec<bool>,
+    /// What went wrong.
+    pub what: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.crash_point {
+            None => write!(f, "crash-free run (seed {:#x}): {}", self.seed, self.what),
+            Some(n) => {
+                write!(f, "crash before call {n} (seed {:#x})", self.seed)?;
+                if let Some(img) = &self.image {
+                    write!(f, ", image {img}")?;
+                }
+                write!(f, ", {}: {}", Choices::Bits(self.bits.clone()), self.what)
+            }
+        }
+    }
+}
+
+/// What a [`Checker::run`] explored and found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// File system calls of the crash-free run.
+    pub total_calls: u64,
+    /// Crash points run.
+    pub crash_points: u64,
+    /// Crash images recovered and checked.
+    pub images: u64,
+    /// Images that recovered fewer events than were appended (un-synced data lost).
+    pub images_with_loss: u64,
+    /// Images whose recovery cut a torn tail.
+    pub torn_tails: u64,
+    /// Contract violations.
+    pub failures: Vec<Failure>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} calls, {} crash points, {} images ({} lost un-synced events, {} torn tails), {} failures",
+            self.total_calls,
+            self.crash_points,
+            self.images,
+            self.images_with_loss,
+            self.torn_tails,
+            self.failures.len()
+        )?;
+        for fail in self.failures.iter().take(10) {
+            write!(f, "\n  {fail}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What one crash image recovered to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageOutcome {
+    /// The recovered seq.
+    pub recovered: Seq,
+    /// The highest acknowledged-durable seq before the crash.
+    pub acknowledged: Seq,
+    /// Events appended (attempted) before the crash.
+    pub appended: Seq,
+    /// Recovery cut a torn tail.
+    pub torn_tail: bool,
+}
+
+/// The model: the state after each prefix of the events, computed on demand.
+struct Model<'g, S: State, G> {
+    events: &'g G,
+    states: Vec<S>,
+}
+
+impl<S: State, G: Fn(u64) -> S::Event> Model<'_, S, G> {
+    /// The state after events `1..=k`.
+    fn state(&mut self, k: Seq) -> S {
+        if self.states.is_empty() {
+            self.states.push(S::default());
+        }
+        while (self.states.len() as u64) <= k {
+            let mut s = self.states.last().cloned().unwrap_or_default();
+            s.apply(&(self.events)(self.states.len() as u64));
+            self.states.push(s);
+        }
+        usize::try_from(k)
+            .ok()
+            .and_then(|i| self.states.get(i))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Counters of one run, kept while the workload runs.
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    appended: Seq,
+    acked: Seq,
+}
+
+/// Runs a [`Workload`] with crashes at every call and checks every image. See the
+/// [module docs](self).
+pub struct Checker<S, G> {
+    workload: Workload,
+    events: G,
+    seed: u64,
+    random_images: usize,
+    sample: Option<usize>,
+    _state: PhantomData<fn() -> S>,
+}
+
+impl<S, G> fmt::Debug for Checker<S, G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checker")
+            .field("workload", &self.workload)
+            .field("seed", &self.seed)
+            .field("random_images", &self.random_images)
+            .field("sample", &self.sample)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Checker<Tally, fn(u64) -> Tick> {
+    /// A checker for `workload` with the ready-made [`Tally`] state and [`tick`] events.
+    pub fn tally(workload: Workload) -> Self {
+        Checker::new(workload, tick as fn(u64) -> Tick)
+    }
+}
+
+type Checked<T> = std::result::Result<T, String>;
+
+impl<S, G> Checker<S, G>
+where
+    S: State + PartialEq + fmt::Debug,
+    G: Fn(u64) -> S::Event,
+{
+    /// A checker for `workload` whose `i`-th event (from 1) is `events(i)`. `events`
+    /// must be deterministic.
+    pub fn new(workload: Workload, events: G) -> Self {
+        Checker {
+            workload,
+            events,
+            seed: 0x5eed,
+            random_images: 3,
+            sample: None,
+            _state: PhantomData,
+        }
+    }
+
+    /// Sets the seed of the random images and of sampling (default `0x5eed`).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Random images per crash point, besides "all dropped" and "all kept" (default 3).
+    pub fn random_images(mut self, k: usize) -> Self {
+        self.random_images = k;
+        self
+    }
+
+    /// Checks only `n` crash points, chosen with the seed (always including the last),
+    /// instead of every one.
+    pub fn sample(mut self, n: usize) -> Self {
+        self.sample = Some(n);
+        self
+    }
+
+    /// Runs the whole check.
+    pub fn run(&self) -> Report {
+        let mut model = Model {
+            events: &self.events,
+            states: Vec::new(),
+        };
+        let mut report = Report::default();
+        let (fs, progress, problem) = self.run_workload(None, &mut model);
+        report.total_calls = fs.calls();
+        if let Some(what) = problem {
+            report.failures.push(self.failure(None, None, Vec::new(), what));
+            return report;
+        }
+        if progress.appended != self.workload.events()
+            || (progress.acked != progress.appended && self.workload.sync == SyncPolicy::Always)
+        {
+            let what = format!(
+                "crash-free run appended {} of {} events, {} acknowledged",
+                progress.appended,
+                self.workload.events(),
+                progress.acked
+            );
+            report.failures.push(self.failure(None, None, Vec::new(), what));
+            return report;
+        }
+        for point in self.crash_points(report.total_calls) {
+            report.crash_points += 1;
+            let (fs, progress, problem) = self.run_workload(Some(point), &mut model);
+            if let Some(what) = problem {
+                report.failures.push(self.failure(Some(point), None, Vec::new(), what));
+                continue;
+            }
+            let mut images = vec![Choices::AllDropped, Choices::AllKept];
+            let mut rng = Rng::new(self.seed ^ point.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            images.extend((0..self.random_images).map(|_| Choices::Random(rng.next_u64())));
+            for choices in images {
+                let (image, bits) = fs.crash_image(&choices);
+                report.images += 1;
+                match self.check_image(image, progress, &mut model) {
+                    Ok(out) => {
+                        report.images_with_loss += u64::from(out.recovered < out.appended);
+                        report.torn_tails += u64::from(out.torn_tail);
+                    }
+                    Err(what) => {
+                        report
+                            .failures
+                            .push(self.failure(Some(point), Some(choices), bits, what));
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    /// The number of file system calls of the crash-free run, or the failure of that run.
+    pub fn total_calls(&self) -> Result<u64, Failure> {
+        let mut model = Model {
+            events: &self.events,
+            states: Vec::new(),
+        };
+        let (fs, _, problem) = self.run_workload(None, &mut model);
+        match problem {
+            None => Ok(fs.calls()),
+            Some(what) => Err(self.failure(None, None, Vec::new(), what)),
+        }
+    }
+
+    /// Checks one crash image: crash before call `crash_point`, build the image with
+    /// `choices`, recover and check it. Reproduces a [`Failure`].
+    pub fn check_one(&self, crash_point: u64, choices: &Choices) -> Result<ImageOutcome, Failure> {
+        let mut model = Model {
+            events: &self.events,
+            states: Vec::new(),
+        };
+        let (fs, progress, problem) = self.run_workload(Some(crash_point), &mut model);
+        if let Some(what) = problem {
+            return Err(self.failure(Some(crash_point), None, Vec::new(), what));
+        }
+        let (image, bits) = fs.crash_image(choices);
+        self.check_image(image, progress, &mut model)
+            .map_err(|what| self.failure(Some(crash_point), Some(choices.clone()), bits, what))
+    }
+
+    fn failure(&self, crash_point: Option<u64>, image: Option<Choices>, bits: Vec<bool>, what: String) -> Failure {
+        Failure {
+            seed: self.seed,
+            crash_point,
+            image,
+            bits,
+            what,
+        }
+    }
+
+    fn crash_points(&self, total: u64) -> Vec<u64> {
+        match self.sample {
+            Some(n) if (n as u64) <= total => {
+                let mut rng = Rng::new(self.seed);
+                let mut points = std::collections::BTreeSet::new();
+                points.insert(total);
+                while points.len() < n.max(1) {
+                    points.insert(rng.below(total + 1));
+                }
+                points.into_iter().collect()
+            }
+            _ => (0..=total).collect(),
+        }
+    }
+
+    /// Runs the workload on a fresh `SimFs` (crashing before call `crash_at`, if
+    /// given). Returns the file system, the progress made before the crash, and a
+    /// problem that is not the crash (an error or a wrong state while no crash had
+    /// happened, or a panic).
+    fn run_workload(&self, crash_at: Option<u64>, model: &mut Model<'_, S, G>) -> (Arc<SimFs>, Progress, Option<String>) {
+        let fs = Arc::new(SimFs::new(self.seed));
+        if let Some(n) = crash_at {
+            fs.crash_at(n);
+        }
+        let mut progress = Progress::default();
+        let result = catch_unwind(AssertUnwindSafe(|| self.drive(&fs, &mut progress, model)));
+        let problem = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(what)) => Some(what),
+            Err(panic) => Some(format!("panic while running the workload: {}", panic_message(&panic))),
+        };
+        (fs, progress, problem)
+    }
+
+    fn open(&self, fs: &Arc<SimFs>, p: &mut Progress, model: &mut Model<'_, S, G>) -> Checked<Option<Store<S>>> {
+        let store = match Store::<S>::open(STORE_DIR, self.workload.options(Arc::clone(fs))) {
+            Ok(s) => s,
+            Err(e) => return stopped(fs, "open", e).map(|()| None),
+        };
+        if store.seq() != p.appended {
+            return Err(format!("reopened at seq {} after {} events were appended", store.seq(), p.appended));
+        }
+        if *store.current().state() != model.state(p.appended) {
+            return Err(format!("reopened state differs from the state after {} events", p.appended));
+        }
+        p.acked = p.acked.max(store.durable_seq());
+        Ok(Some(store))
+    }
+
+    /// Runs the ops; `Ok` when they all ran or the simulated crash stopped them.
+    fn drive(&self, fs: &Arc<SimFs>, p: &mut Progress, model: &mut Model<'_, S, G>) -> Checked<()> {
+        let Some(mut store) = self.open(fs, p, model)? else {
+            return Ok(());
+        };
+        let always = self.workload.sync == SyncPolicy::Always;
+        for op in &self.workload.ops {
+            match *op {
+                Op::Append(n) => {
+                    for _ in 0..n {
+                        p.appended += 1;
+                        match store.append(&(self.events)(p.appended)) {
+                            Ok(seq) if seq == p.appended => {
+                                if always {
+                                    p.acked = seq;
+                                }
+                            }
+                            Ok(seq) => return Err(format!("append returned seq {seq}, expected {}", p.appended)),
+                            Err(e) => return stopped(fs, "append", e),
+                        }
+                    }
+                }
+                Op::AppendBatch(n) => {
+                    let first = p.appended + 1;
+                    p.appended += u64::from(n);
+                    let batch: Vec<S::Event> = (first..=p.appended).map(&self.events).collect();
+                    match store.append_batch(&batch) {
+                        Ok(seq) if seq == p.appended => {
+                            if always {
+                                p.acked = seq;
+                            }
+                        }
+                        Ok(seq) => return Err(format!("append_batch returned seq {seq}, expected {}", p.appended)),
+                        Err(e) => return stopped(fs, "append_batch", e),
+                    }
+                }
+                Op::Sync => match store.sync() {
+                    Ok(seq) if seq >= p.appended => p.acked = p.acked.max(seq),
+                    Ok(seq) => return Err(format!("sync returned {seq} after {} events were appended", p.appended)),
+                    Err(e) => return stopped(fs, "sync", e),
+                },
+                Op::Checkpoint => match store.checkpoint() {
+                    Ok(rep) if rep.seq != p.appended => {
+                        return Err(format!("checkpoint of seq {} after {} events were appended", rep.seq, p.appended))
+                    }
+                    Ok(rep) if rep.outcome != CheckpointOutcome::Busy => p.acked = p.acked.max(rep.seq),
+                    Ok(_) => {}
+                    Err(e) => return stopped(fs, "checkpoint", e),
+                },
+                Op::Reopen | Op::ReopenWithCheckpoint => {
+                    let closed = if *op == Op::Reopen {
+                        store.close()
+                    } else {
+                        store.close_with(CloseOptions::default().final_checkpoint(Some(Duration::from_secs(600))))
+                    };
+                    match closed {
+                        Ok(rep) if rep.durable_seq >= p.appended => p.acked = p.acked.max(rep.durable_seq),
+                        Ok(rep) => {
+                            return Err(format!("close made {} durable after {} events were appended", rep.durable_seq, p.appended))
+                        }
+                        Err(e) => return stopped(fs, "close", e),
+                    }
+                    let Some(s) = self.open(fs, p, model)? else {
+                        return Ok(());
+                    };
+                    store = s;
+                }
+                Op::DropReopen => {
+                    drop(store);
+                    let Some(s) = self.open(fs, p, model)? else {
+                        return Ok(());
+                    };
+                    store = s;
+                }
+            }
+            p.acked = p.acked.max(store.durable_seq());
+        }
+        Ok(())
+    }
+
+    /// Recovers `image` and checks it against the model (see the module docs).
+    fn check_image(&self, image: SimFs, p: Progress, model: &mut Model<'_, S, G>) -> Checked<ImageOutcome> {
+        let image = Arc::new(image);
+        let result = catch_unwind(AssertUnwindSafe(|| -> Checked<ImageOutcome> {
+            let opts = self.workload.options(Arc::clone(&image));
+            let (store, rep) = Store::<S>::open_with_report(STORE_DIR, opts.clone())
+                .map_err(|e| format!("recovery failed: {e}"))?;
+            let k = store.seq();
+            if k < p.acked || k > p.appended {
+                return Err(format!(
+                    "recovered seq {k}, outside acknowledged {} ..= appended {}",
+                    p.acked, p.appended
+                ));
+            }
+            if *store.current().state() != model.state(k) {
+                return Err(format!(
+                    "recovered state at seq {k} is not the state after events 1..={k}: {:?} != {:?}",
+                    store.current().state(),
+                    model.state(k)
+                ));
+            }
+            let post = (self.events)(POST_RECOVERY_EVENT + k + 1);
+            let mut expected = model.state(k);
+            expected.apply(&post);
+            match store.append(&post) {
+                Ok(seq) if seq == k + 1 => {}
+                Ok(seq) => return Err(format!("append after recovery to seq {k} returned seq {seq}")),
+                Err(e) => return Err(format!("append after recovery failed: {e}")),
+            }
+            store.close().map_err(|e| format!("close after recovery failed: {e}"))?;
+            let store = Store::<S>::open(STORE_DIR, opts).map_err(|e| format!("second recovery failed: {e}"))?;
+            if store.seq() != k + 1 || *store.current().state() != expected {
+                return Err(format!(
+                    "after recovery to {k}, one append, close and reopen: seq {} (expected {})",
+                    store.seq(),
+                    k + 1
+                ));
+            }
+            store.close().map_err(|e| format!("second close failed: {e}"))?;
+            Ok(ImageOutcome {
+                recovered: k,
+                acknowledged: p.acked,
+                appended: p.appended,
+                torn_tail: rep.torn_tail.is_some(),
+            })
+        }));
+        match result {
+            Ok(r) => r,
+            Err(panic) => Err(format!("panic during recovery: {}", panic_message(&panic))),
+        }
+    }
+}
+
+/// `Ok` if `e` comes from the simulated crash (the workload stops there), else the
+/// error as a problem.
+fn stopped(fs: &SimFs, what: &str, e: Error) -> Checked<()> {
+    if fs.crashed() && e.io_error().is_none_or(is_crash) {
+        Ok(())
+    } else if fs.crashed() {
+        // Once the crash point is reached every call fails as a crash; any other error
+        // still comes from a call made before it.
+        Err(format!("{what} failed before the crash: {e}"))
+    } else {
+        Err(format!("{what} failed without a crash: {e}"))
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(not a string)".to_owned())
+}
+
+/// Most operations [`crash_recovery_from_bytes`] decodes.
+pub const FUZZ_MAX_OPS: usize = 16;
+
+/// Decodes a fuzzer's bytes into a workload, a crash point and crash-image choices,
+/// runs that one check with [`Tally`], and panics if the contract is violated. Never
+/// panics otherwise, whatever the bytes; the work is bounded (at most
+/// [`FUZZ_MAX_OPS`] operations of at most 8 events).
+///
+/// Layout: byte 0: bit 0 sync policy (`Never` if set, else `Always`), bit 1
+/// preallocate, bit 2 keep one snapshot instead of two; bytes 1–2: the crash point
+/// (little-endian, taken modulo the crash-free run's call count plus one); byte 3:
+/// the number of operations (modulo `FUZZ_MAX_OPS + 1`); then one byte per operation
+/// (low 3 bits the kind, the rest the count); every byte left is eight crash choices,
+/// least significant bit first (`false` once they run out).
+///
+/// ```
+/// snapwal::check::crash_recovery_from_bytes(&[0, 7, 0, 3, 0x10, 3, 0x21, 0xff, 0x0f]);
+/// ```
+#[expect(clippy::panic, reason = "a contract violation must fail the fuzz target")]
+pub fn crash_recovery_from_bytes(data: &[u8]) {
+    let mut bytes = data.iter().copied();
+    let flags = bytes.next().unwrap_or(0);
+    let point = u16::from_le_bytes([bytes.next().unwrap_or(0), bytes.next().unwrap_or(0)]);
+    let n_ops = usize::from(bytes.next().unwrap_or(0)) % (FUZZ_MAX_OPS + 1);
+    let mut w = Workload::new(if flags & 1 == 1 { SyncPolicy::Never } else { SyncPolicy::Always });
+    w.preallocate = flags & 2 != 0;
+    w.keep_snapshots = if flags & 4 != 0 { 1 } else { 2 };
+    for b in bytes.by_ref().take(n_ops) {
+        let n = 1 + u32::from(b >> 3) % 8;
+        w.ops.push(match b & 7 {
+            0 | 1 => Op::Append(n),
+            2 => Op::AppendBatch(n),
+            3 => Op::Sync,
+            4 => Op::Checkpoint,
+            5 => Op::Reopen,
+            6 => Op::ReopenWithCheckpoint,
+            _ => Op::DropReopen,
+        });
+    }
+    let bits: Vec<bool> = bytes.flat_map(|b| (0..8).map(move |i| b >> i & 1 == 1)).collect();
+    let checker = Checker::tally(w);
+    let total = match checker.total_calls() {
+        Ok(t) => t,
+        Err(f) => panic!("snapwal crash-consistency violation: {f}\nworkload: {:?}", checker.workload),
+    };
+    let point = u64::from(point) % (total + 1);
+    if let Err(f) = checker.check_one(point, &Choices::Bits(bits)) {
+        panic!("snapwal crash-consistency violation: {f}\nworkload: {:?}", checker.workload);
+    }
+}

@@ -1,0 +1,430 @@
+//! The periodic checkpointer: structured logs, statistics, slow warning, isolated
+//! cleanup, bounded close, positions, and the shared scheduler.
+mod common;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::*;
+use snapwal::fs::{FileBytes, Fs, FsFile, LockGuard, RealFs};
+use snapwal::{
+    CheckpointOutcome, CheckpointerConfig, CloseOptions, Position, Store, SyncPolicy,
+};
+
+/// Every log line of this test binary, from every thread.
+fn global_logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let w = Writer(Arc::clone(&buf));
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(sub).expect("global subscriber");
+        buf
+    })
+}
+
+#[derive(Clone)]
+struct Writer(Arc<Mutex<Vec<u8>>>);
+impl io::Write for Writer {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Log lines that mention `dir`.
+fn lines_for(dir: &Path) -> Vec<String> {
+    let text = String::from_utf8_lossy(&global_logs().lock().unwrap()).into_owned();
+    let key = dir.display().to_string();
+    text.lines()
+        .filter(|l| l.contains(&key))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A real file system with injected faults: slow snapshot syncs, failing unlinks.
+#[derive(Debug, Default)]
+struct FaultFs {
+    /// Sleep this long in `sync_data` of snapshot temp files.
+    slow_snapshot_sync: Mutex<Duration>,
+    /// Set when a slow sync has started.
+    slow_entered: AtomicBool,
+    /// Fail `remove_file` of WAL segments.
+    fail_segment_unlink: AtomicBool,
+    unlink_failures: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct FaultFile {
+    inner: Box<dyn FsFile>,
+    path: PathBuf,
+    fs: Arc<FaultFs>,
+}
+
+impl FsFile for FaultFile {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        let delay = *self.fs.slow_snapshot_sync.lock().unwrap();
+        if !delay.is_zero() && self.path.to_string_lossy().ends_with(".tmp") {
+            self.fs.slow_entered.store(true, Ordering::SeqCst);
+            std::thread::sleep(delay);
+        }
+        self.inner.sync_data()
+    }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.inner.allocate(len)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+#[derive(Debug)]
+struct Faulty(Arc<FaultFs>);
+
+impl Fs for Faulty {
+    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
+        RealFs.create_dir_all(p)
+    }
+    fn create_new(&self, p: &Path) -> io::Result<Box<dyn FsFile>> {
+        Ok(Box::new(FaultFile {
+            inner: RealFs.create_new(p)?,
+            path: p.to_path_buf(),
+            fs: Arc::clone(&self.0),
+        }))
+    }
+    fn open_write(&self, p: &Path) -> io::Result<Box<dyn FsFile>> {
+        RealFs.open_write(p)
+    }
+    fn read(&self, p: &Path) -> io::Result<FileBytes> {
+        RealFs.read(p)
+    }
+    fn list(&self, p: &Path) -> io::Result<Vec<String>> {
+        RealFs.list(p)
+    }
+    fn rename_noreplace(&self, a: &Path, b: &Path) -> io::Result<()> {
+        RealFs.rename_noreplace(a, b)
+    }
+    fn remove_file(&self, p: &Path) -> io::Result<()> {
+        if self.0.fail_segment_unlink.load(Ordering::SeqCst)
+            && p.extension().is_some_and(|e| e == "wal")
+        {
+            self.0.unlink_failures.fetch_add(1, Ordering::SeqCst);
+            return Err(io::Error::from_raw_os_error(libc_eio()));
+        }
+        RealFs.remove_file(p)
+    }
+    fn sync_dir(&self, p: &Path) -> io::Result<()> {
+        RealFs.sync_dir(p)
+    }
+    fn lock(&self, p: &Path) -> io::Result<Box<dyn LockGuard>> {
+        RealFs.lock(p)
+    }
+}
+
+fn libc_eio() -> i32 {
+    5
+}
+
+fn faulty_opts(f: &Arc<FaultFs>) -> snapwal::Options {
+    opts(SyncPolicy::Never)
+        .keep_snapshots(1)
+        .fs(Arc::new(Faulty(Arc::clone(f))))
+}
+
+#[test]
+fn periodic_checkpointer_runs_and_logs_every_field() {
+    global_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), SyncPolicy::Never);
+    assert!(store
+        .start_checkpointer(CheckpointerConfig::every(Duration::from_millis(20)))
+        .unwrap());
+    let mut n = 0;
+    wait_until("two periodic checkpoints", || {
+        store.append(&Entry::new(1, n)).unwrap();
+        n += 1;
+        store.checkpoint_stats().total >= 2
+    });
+    store.close().unwrap();
+
+    let lines = lines_for(dir.path());
+    let periodic: Vec<&String> = lines
+        .iter()
+        .filter(|l| {
+            l.contains(" INFO ") && l.contains("mode=\"periodic\"")
+        })
+        .collect();
+    assert!(periodic.len() >= 2, "periodic checkpoint lines: {lines:#?}");
+    for field in [
+        "busy=false",
+        "seq=",
+        "log_records=",
+        "checkpointed_records=",
+        "snapshot_bytes=",
+        "segments_removed=",
+        "snapshots_pruned=",
+        "elapsed_ms=",
+    ] {
+        assert!(
+            periodic.iter().all(|l| l.contains(field)),
+            "{field} missing in {periodic:#?}"
+        );
+    }
+    let agg = lines
+        .iter()
+        .find(|l| l.contains("checkpoint statistics at close"))
+        .expect("aggregate line at close");
+    for field in ["p50_ms=", "p95_ms=", "max_ms=", "total="] {
+        assert!(agg.contains(field), "{field} missing in {agg}");
+    }
+    assert!(!agg.contains(" n=0"), "aggregate has no checkpoints: {agg}");
+}
+
+#[test]
+fn stats_window_reports_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), SyncPolicy::Never);
+    for i in 0..5 {
+        store.append(&Entry::new(1, i)).unwrap();
+        assert_eq!(
+            store.checkpoint().unwrap().outcome,
+            CheckpointOutcome::Written
+        );
+    }
+    let s = store.checkpoint_stats();
+    assert_eq!(s.n, 5);
+    assert_eq!(s.total, 5);
+    assert!(s.p50 <= s.p95 && s.p95 <= s.max);
+    assert!(s.max > Duration::ZERO);
+}
+
+#[test]
+fn eight_writers_with_10ms_checkpoints_reopen_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path(), SyncPolicy::Never));
+    store
+        .start_checkpointer(CheckpointerConfig::every(Duration::from_millis(10)))
+        .unwrap();
+    let per_thread = 10_000u64;
+    let handles: Vec<_> = (0..8u32)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                (0..per_thread)
+                    .map(|n| {
+                        let e = Entry::new(t, n);
+                        (store.append(&e).unwrap(), e)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<(u64, Entry)> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_by_key(|(s, _)| *s);
+    let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=8 * per_thread).collect::<Vec<_>>());
+    let checkpoints = store.checkpoint_stats().total;
+    let store = Arc::into_inner(store).unwrap();
+    store.close().unwrap();
+    assert!(checkpoints >= 1, "the checkpointer never ran");
+
+    let store = open(dir.path(), SyncPolicy::Never);
+    let expected = replayed(all.iter().map(|(_, e)| e));
+    assert_eq!(store.current().seq(), 8 * per_thread);
+    assert_eq!(*store.current().state(), expected);
+}
+
+#[test]
+fn slow_checkpoint_warns_with_elapsed_ms() {
+    let f = Arc::new(FaultFs::default());
+    *f.slow_snapshot_sync.lock().unwrap() = Duration::from_millis(60);
+    let dir = tempfile::tempdir().unwrap();
+    let store: Store<Ledger> = Store::open(dir.path(), faulty_opts(&f)).unwrap();
+    store
+        .start_checkpointer(
+            CheckpointerConfig::every(Duration::from_secs(3600))
+                .slow_threshold(Duration::from_millis(20)),
+        )
+        .unwrap();
+    store.append(&Entry::new(1, 1)).unwrap();
+    let (rep, logs) = logs::capture(|| store.checkpoint().unwrap());
+    assert_eq!(rep.outcome, CheckpointOutcome::Written);
+    let warn = logs
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("checkpoint slow"))
+        .unwrap_or_else(|| panic!("no slow warning in {logs}"));
+    assert!(warn.contains("elapsed_ms="), "{warn}");
+    assert!(logs
+        .lines()
+        .any(|l| l.contains("INFO") && l.contains("checkpoint")));
+}
+
+#[test]
+fn failing_unlink_is_logged_counted_and_never_fails_the_checkpoint() {
+    let f = Arc::new(FaultFs::default());
+    let dir = tempfile::tempdir().unwrap();
+    let store: Store<Ledger> = Store::open(dir.path(), faulty_opts(&f)).unwrap();
+    let mut events = Vec::new();
+    for n in 0..2_000 {
+        let e = Entry::padded(1, n, 64);
+        store.append(&e).unwrap();
+        events.push(e);
+    }
+    assert!(segments(dir.path()).len() > 2);
+    f.fail_segment_unlink.store(true, Ordering::SeqCst);
+    let (rep, logs) = logs::capture(|| store.checkpoint().unwrap());
+    assert_eq!(rep.outcome, CheckpointOutcome::Written);
+    assert!(!rep.cleanup_failures.is_empty());
+    assert_eq!(rep.segments_removed, 0);
+    assert!(f.unlink_failures.load(Ordering::SeqCst) > 0);
+    let err = logs
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("checkpoint cleanup failed"))
+        .unwrap_or_else(|| panic!("no ERROR in {logs}"));
+    assert!(
+        err.contains("op=\"unlink segment\"") || err.contains("op=unlink segment"),
+        "{err}"
+    );
+    assert!(err.contains(".wal"), "{err}");
+    assert!(store.checkpoint_stats().cleanup_failures > 0);
+    // Appends continue, and a later checkpoint cleans up once unlink works again.
+    let e = Entry::new(2, 0);
+    store.append(&e).unwrap();
+    events.push(e);
+    f.fail_segment_unlink.store(false, Ordering::SeqCst);
+    let rep = store.checkpoint().unwrap();
+    assert!(rep.segments_removed > 0 && rep.cleanup_failures.is_empty());
+    store.close().unwrap();
+    let store = open(dir.path(), SyncPolicy::Never);
+    assert_eq!(*store.current().state(), replayed(&events));
+}
+
+#[test]
+fn byte_threshold_triggers_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), SyncPolicy::Never);
+    store
+        .start_checkpointer(CheckpointerConfig::default().wal_bytes(Some(32 * 1024)))
+        .unwrap();
+    for n in 0..1_000 {
+        store.append(&Entry::padded(1, n, 100)).unwrap();
+    }
+    wait_until("a byte-triggered checkpoint", || {
+        store.checkpoint_stats().total >= 1
+    });
+    store.close().unwrap();
+    assert!(!snapshots(dir.path()).is_empty());
+}
+
+#[test]
+fn positions_survive_a_crash_as_of_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), SyncPolicy::Always);
+    let a = store.position("source-a");
+    let b = store.position("source-b");
+    let saved_a = Position {
+        offset: 4096,
+        inode: 77,
+        timestamp: 1_700_000_000,
+    };
+    let saved_b = Position {
+        offset: 12,
+        inode: 78,
+        timestamp: 1_700_000_100,
+    };
+    a.set(saved_a);
+    b.set(saved_b);
+    store.append(&Entry::new(1, 1)).unwrap();
+    store.checkpoint().unwrap();
+    // Moves after the checkpoint are lost at a crash: at-least-once.
+    a.set(Position {
+        offset: 9999,
+        ..saved_a
+    });
+    store.append(&Entry::new(1, 2)).unwrap();
+    drop(store);
+
+    let store = open(dir.path(), SyncPolicy::Always);
+    assert_eq!(store.position("source-a").get(), saved_a);
+    assert_eq!(store.position("source-b").get(), saved_b);
+    assert_eq!(store.position("source-new").get(), Position::default());
+    assert_eq!(store.current().seq(), 2);
+}
+
+#[test]
+fn close_with_a_slow_checkpoint_in_flight_returns_within_its_bound() {
+    let f = Arc::new(FaultFs::default());
+    *f.slow_snapshot_sync.lock().unwrap() = Duration::from_secs(3);
+    let dir = tempfile::tempdir().unwrap();
+    let store: Store<Ledger> = Store::open(dir.path(), faulty_opts(&f)).unwrap();
+    store.append(&Entry::new(1, 1)).unwrap();
+    store
+        .start_checkpointer(CheckpointerConfig::every(Duration::from_millis(1)))
+        .unwrap();
+    wait_until("the slow sync to start", || {
+        f.slow_entered.load(Ordering::SeqCst)
+    });
+    let report = store
+        .close_with(CloseOptions::default().thread_timeout(Duration::from_millis(100)))
+        .unwrap();
+    // Had close waited for the 3 s sync, the thread would have finished and not
+    // been counted as left behind.
+    assert_eq!(report.threads_abandoned, 1);
+    assert_eq!(report.durable_seq, 1);
+    // The store reopens once the abandoned checkpoint has finished and let go.
+    wait_until("the store to be released", || {
+        Store::<Ledger>::open(dir.path(), opts(SyncPolicy::Never)).is_ok()
+    });
+}
+
+#[test]
+fn close_cancels_a_checkpoint_between_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), SyncPolicy::Never);
+    let batch: Vec<Entry> = (0..20_000).map(|n| Entry::padded(1, n, 200)).collect();
+    store.append_batch(&batch).unwrap();
+    store
+        .start_checkpointer(CheckpointerConfig::every(Duration::from_millis(1)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let report = store.close().unwrap();
+    assert_eq!(report.threads_abandoned, 0);
+    // Whatever was cancelled left no temp file behind.
+    let temps = std::fs::read_dir(dir.path().join("snap"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .count();
+    assert_eq!(temps, 0);
+    let store = open(dir.path(), SyncPolicy::Never);
+    assert_eq!(*store.current().state(), replayed(&batch));
+}
