@@ -114,6 +114,8 @@ pub enum Error {
     Closed,
     /// A checkpoint was cancelled because the store is closing.
     Cancelled,
+    /// The store has used every sequence number (`u64::MAX - 1` events).
+    SeqExhausted,
 }
 
 impl Error {
@@ -219,6 +221,7 @@ impl fmt::Display for Error {
             Error::InvalidOptions(what) => write!(f, "invalid options: {what}"),
             Error::Closed => write!(f, "store is closed"),
             Error::Cancelled => write!(f, "cancelled because the store is closing"),
+            Error::SeqExhausted => write!(f, "every sequence number has been used"),
         }
     }
 }

@@ -45,7 +45,7 @@
 //! offset size field
 //!      0    8 magic        b"SNAPWALP"
 //!      8    4 version      1
-//!     12    8 seq          the state is the state after this seq
+//!     12    8 seq          the state is the state after this seq; never u64::MAX
 //!     20    8 store_id     as in segments
 //!     28    8 body_len     bytes of body that follow the header
 //!     36    4 body_crc     crc32c of the body

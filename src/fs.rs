@@ -107,13 +107,17 @@ pub struct RealFs;
 struct RealFile(File);
 
 #[derive(Debug)]
-struct RealLock(
-    #[allow(
-        dead_code,
-        reason = "held for its Drop: closing the fd releases the flock"
-    )]
-    File,
-);
+struct RealLock(File);
+
+impl Drop for RealLock {
+    /// Unlocks explicitly rather than only closing the descriptor: a child process
+    /// forked by another thread holds a copy of the descriptor until it execs, and an
+    /// `flock` lives as long as any copy, so a plain close could leave the store
+    /// locked for a moment after it was dropped.
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&self.0, FlockOperation::Unlock);
+    }
+}
 
 impl LockGuard for RealLock {}
 

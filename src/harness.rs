@@ -172,7 +172,9 @@ fn bounded_alloc<T>(what: &str, input_len: usize, f: impl FnOnce() -> T) -> T {
     let out = f();
     if counting {
         let peak = PEAK.with(Cell::get).saturating_sub(base).max(0) as usize;
-        let bound = input_len.saturating_mul(ALLOC_FACTOR).saturating_add(ALLOC_SLACK);
+        let bound = input_len
+            .saturating_mul(ALLOC_FACTOR)
+            .saturating_add(ALLOC_SLACK);
         assert!(
             peak <= bound,
             "{what}: peak allocation {peak} bytes for {input_len} input bytes (bound {bound})"
@@ -228,7 +230,8 @@ impl MemFs {
 impl FsFile for MemHandle {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut v = lock(&self.0);
-        let start = usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let start =
+            usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let end = start
             .checked_add(buf.len())
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -276,7 +279,9 @@ impl Fs for MemFs {
         Ok(Box::new(MemHandle(f)))
     }
     fn read(&self, path: &Path) -> io::Result<FileBytes> {
-        self.get(path).map(FileBytes::from_vec).ok_or_else(not_found)
+        self.get(path)
+            .map(FileBytes::from_vec)
+            .ok_or_else(not_found)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         Ok(lock(&self.files)
@@ -295,7 +300,10 @@ impl Fs for MemFs {
         Ok(())
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        lock(&self.files).remove(path).map(drop).ok_or_else(not_found)
+        lock(&self.files)
+            .remove(path)
+            .map(drop)
+            .ok_or_else(not_found)
     }
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         Ok(())
@@ -337,8 +345,7 @@ fn valid_frame(data: &[u8], offset: usize, expected: Option<Seq>) -> Option<(usi
     let payload = data.get(offset + FRAME_HEADER_LEN..)?.get(..len)?;
     let computed = crc32c::crc32c_append(crc32c::crc32c(payload), &seq.to_le_bytes());
     let valid = len != 0 && computed == u32::from_le_bytes(*crc) && Some(seq) == expected;
-    (valid && seq != Seq::MAX)
-        .then_some((FRAME_HEADER_LEN + len, seq, payload))
+    (valid && seq != Seq::MAX).then_some((FRAME_HEADER_LEN + len, seq, payload))
 }
 
 /// One record the scanner yielded, checked against the bytes.
@@ -368,15 +375,26 @@ fn scan_model(data: &[u8]) -> Option<SegmentModel> {
     let mut expected = Some(header.first_seq);
     for rec in scan.by_ref() {
         let Some((frame, seq, payload)) = valid_frame(data, pos, expected) else {
-            panic!("scan yielded seq {} at {} but the reference finds no valid record there", rec.seq, rec.offset);
+            panic!(
+                "scan yielded seq {} at {} but the reference finds no valid record there",
+                rec.seq, rec.offset
+            );
         };
-        assert_eq!((rec.seq, rec.offset, rec.payload), (seq, pos as u64, payload), "record mismatch");
+        assert_eq!(
+            (rec.seq, rec.offset, rec.payload),
+            (seq, pos as u64, payload),
+            "record mismatch"
+        );
         let event = match postcard::take_from_bytes::<FuzzEvent>(payload) {
             Ok((e, [])) => Ok(e),
             Ok(_) => Err("Corrupt"),
             Err(_) => Err("Decode"),
         };
-        records.push(Rec { seq, offset: pos as u64, event });
+        records.push(Rec {
+            seq,
+            offset: pos as u64,
+            event,
+        });
         pos += frame;
         expected = seq.checked_add(1);
     }
@@ -397,8 +415,14 @@ fn scan_model(data: &[u8]) -> Option<SegmentModel> {
         }
     };
     match (&end, &want) {
-        (Some(ScanEnd::Torn { offset, bytes, .. }), ScanEnd::Torn { offset: o, bytes: b, .. })
-            if (offset, bytes) == (o, b) => {}
+        (
+            Some(ScanEnd::Torn { offset, bytes, .. }),
+            ScanEnd::Torn {
+                offset: o,
+                bytes: b,
+                ..
+            },
+        ) if (offset, bytes) == (o, b) => {}
         (Some(got), want) => assert_eq!(got, want, "scan end"),
         (None, _) => panic!("scan ended without recording how"),
     }
@@ -424,7 +448,12 @@ enum Expect {
     Err(&'static str, Option<u64>),
 }
 
-fn expect_replay(data: &[u8], model: Option<&SegmentModel>, after: Seq, policy: RecoveryPolicy) -> Expect {
+fn expect_replay(
+    data: &[u8],
+    model: Option<&SegmentModel>,
+    after: Seq,
+    policy: RecoveryPolicy,
+) -> Expect {
     let next = after + 1;
     let Some(m) = model else {
         return match SegmentHeader::decode(data) {
@@ -485,7 +514,13 @@ fn error_kind(e: &Error, path: &Path) -> (&'static str, Option<u64>) {
 }
 
 /// Runs [`crate::wal::replay`] on a file system holding only `data` as `name`.
-fn check_replay(data: &[u8], model: Option<&SegmentModel>, first: Seq, after: Seq, policy: RecoveryPolicy) {
+fn check_replay(
+    data: &[u8],
+    model: Option<&SegmentModel>,
+    first: Seq,
+    after: Seq,
+    policy: RecoveryPolicy,
+) {
     let path = wal_dir().join(format::segment_name(first));
     let fs = MemFs::with([(path.clone(), data.to_vec())]);
     let expect = expect_replay(data, model, after, policy);
@@ -493,10 +528,12 @@ fn check_replay(data: &[u8], model: Option<&SegmentModel>, first: Seq, after: Se
     let mut seqs = Vec::new();
     let got = crate::wal::replay(fs.as_ref(), &wal_dir(), after, None, policy, |rec, p| {
         assert_eq!(p, path, "record attributed to the wrong file");
-        let (e, rest) = postcard::take_from_bytes::<FuzzEvent>(rec.payload).map_err(|source| Error::Decode {
-            path: p.into(),
-            offset: rec.offset,
-            source,
+        let (e, rest) = postcard::take_from_bytes::<FuzzEvent>(rec.payload).map_err(|source| {
+            Error::Decode {
+                path: p.into(),
+                offset: rec.offset,
+                source,
+            }
         })?;
         if !rest.is_empty() {
             return Err(Error::Corrupt {
@@ -513,12 +550,19 @@ fn check_replay(data: &[u8], model: Option<&SegmentModel>, first: Seq, after: Se
         Ok(r) => {
             let first_applied = after + 1;
             for (i, s) in seqs.iter().enumerate() {
-                assert_eq!(*s, first_applied + i as u64, "replayed seqs are not consecutive from {first_applied}");
+                assert_eq!(
+                    *s,
+                    first_applied + i as u64,
+                    "replayed seqs are not consecutive from {first_applied}"
+                );
             }
             assert_eq!(r.records_replayed, events.len() as u64);
             let quarantined = !r.quarantined.is_empty();
             if quarantined {
-                assert!(fs.get(&path).is_none(), "a quarantined segment is still in place");
+                assert!(
+                    fs.get(&path).is_none(),
+                    "a quarantined segment is still in place"
+                );
             }
             Expect::Ok {
                 events,
@@ -536,7 +580,10 @@ fn check_replay(data: &[u8], model: Option<&SegmentModel>, first: Seq, after: Se
             Expect::Err(kind, offset)
         }
     };
-    assert_eq!(got, expect, "replay under {policy:?} of a segment named {first} after {after}");
+    assert_eq!(
+        got, expect,
+        "replay under {policy:?} of a segment named {first} after {after}"
+    );
     if let Expect::Ok { next_seq, .. } = got {
         // Recovering again changes nothing: same records, same next seq.
         let mut again = 0u64;
@@ -557,13 +604,22 @@ fn check_store(files: Vec<(PathBuf, Vec<u8>)>, expect: &Expect, base: FuzzState)
     let fs = MemFs::with(files);
     let opened = Store::<FuzzState>::open(STORE, mem_options(&fs));
     let (store, mut state) = match (opened, expect) {
-        (Ok(store), Expect::Ok { events, next_seq, .. }) => {
+        (
+            Ok(store),
+            Expect::Ok {
+                events, next_seq, ..
+            },
+        ) => {
             let mut state = base;
             for e in events {
                 state.apply(e);
             }
             let cur = store.current();
-            assert_eq!(cur.seq(), next_seq.wrapping_sub(1), "store opened at the wrong seq");
+            assert_eq!(
+                cur.seq(),
+                next_seq.wrapping_sub(1),
+                "store opened at the wrong seq"
+            );
             assert_eq!(cur.state(), &state, "store opened with the wrong state");
             (store, state)
         }
@@ -579,7 +635,10 @@ fn check_store(files: Vec<(PathBuf, Vec<u8>)>, expect: &Expect, base: FuzzState)
             assert_eq!(got, *kind, "open failed differently: {e}");
             return;
         }
-        (Ok(s), want) => panic!("store opened at seq {} where {want:?} was expected", s.seq()),
+        (Ok(s), want) => panic!(
+            "store opened at seq {} where {want:?} was expected",
+            s.seq()
+        ),
         (Err(e), want) => panic!("open failed with {e} where {want:?} was expected"),
     };
     let event = FuzzEvent {
@@ -589,6 +648,8 @@ fn check_store(files: Vec<(PathBuf, Vec<u8>)>, expect: &Expect, base: FuzzState)
     };
     let seq = match store.append(&event) {
         Ok(s) => s,
+        // The seq space ends at u64::MAX - 1: a typed refusal, never a wrap.
+        Err(crate::Error::SeqExhausted) if store.seq() >= Seq::MAX - 1 => return,
         Err(e) => panic!("append after recovery failed: {e}"),
     };
     state.apply(&event);
@@ -631,15 +692,27 @@ fn repair_segment(data: &[u8]) -> Vec<u8> {
     if v.len() < SEGMENT_HEADER_LEN {
         return v;
     }
-    let first = v.get(12..20).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
-    let id = v.get(20..28).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
-    let header = SegmentHeader { first_seq: first, store_id: id }.encode();
+    let first = v
+        .get(12..20)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes);
+    let id = v
+        .get(20..28)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes);
+    let header = SegmentHeader {
+        first_seq: first,
+        store_id: id,
+    }
+    .encode();
     if let Some(h) = v.get_mut(..SEGMENT_HEADER_LEN) {
         h.copy_from_slice(&header);
     }
     let mut pos = SEGMENT_HEADER_LEN;
     while let Some(head) = v.get(pos..pos + FRAME_HEADER_LEN) {
-        let len = head.first_chunk::<4>().map_or(0, |b| u32::from_le_bytes(*b)) as usize;
+        let len = head
+            .first_chunk::<4>()
+            .map_or(0, |b| u32::from_le_bytes(*b)) as usize;
         let seq = head.last_chunk::<8>().copied().unwrap_or_default();
         let Some(payload) = v.get(pos + FRAME_HEADER_LEN..).and_then(|p| p.get(..len)) else {
             break;
@@ -676,18 +749,41 @@ pub fn wal_decode(data: &[u8]) {
 fn check_snapshot(data: &[u8]) {
     let header = SnapshotHeader::decode(data).ok();
     let seq = header.map_or(1, |h| h.seq);
+    if seq == Seq::MAX {
+        let path = snap_dir().join(format::snapshot_name(seq));
+        match crate::snapshot::decode::<Body>(data, &path, None) {
+            Err(
+                Error::Corrupt { .. } | Error::BadMagic { .. } | Error::UnsupportedVersion { .. },
+            ) => {}
+            other => panic!("a snapshot of seq u64::MAX was not refused: {other:?}"),
+        }
+    }
     let path = snap_dir().join(format::snapshot_name(seq));
     let decoded = crate::snapshot::decode::<Body>(data, &path, None);
     let expect = match &decoded {
         Ok((h, (state, positions))) => {
             assert_eq!(Some(*h), header, "decode disagrees with the header decoder");
-            assert_eq!(data.len() as u64, SNAPSHOT_HEADER_LEN as u64 + h.body_len, "length not checked");
+            assert_eq!(
+                data.len() as u64,
+                SNAPSHOT_HEADER_LEN as u64 + h.body_len,
+                "length not checked"
+            );
             let body = data.get(SNAPSHOT_HEADER_LEN..).unwrap_or(&[]);
-            assert_eq!(crc32c::crc32c(body), h.body_crc, "body checksum not checked");
+            assert_eq!(
+                crc32c::crc32c(body),
+                h.body_crc,
+                "body checksum not checked"
+            );
             // Re-encoding: the same value, and the same bytes when the body is canonical.
             let fs = MemFs::with([]);
             let written = unbounded(|| {
-                crate::snapshot::write(fs.as_ref(), &snap_dir(), h.seq, h.store_id, &(state, positions))
+                crate::snapshot::write(
+                    fs.as_ref(),
+                    &snap_dir(),
+                    h.seq,
+                    h.store_id,
+                    &(state, positions),
+                )
             });
             let written = match written {
                 Ok(w) => w,
@@ -698,11 +794,18 @@ fn check_snapshot(data: &[u8]) {
             match crate::snapshot::decode::<Body>(&bytes, &path, Some(h.store_id)) {
                 Ok((h2, v2)) => {
                     assert_eq!((h2.seq, h2.store_id), (h.seq, h.store_id));
-                    assert_eq!(&v2, &(state.clone(), positions.clone()), "re-encoded snapshot decodes differently");
+                    assert_eq!(
+                        &v2,
+                        &(state.clone(), positions.clone()),
+                        "re-encoded snapshot decodes differently"
+                    );
                 }
                 Err(e) => panic!("re-encoded snapshot does not load: {e}"),
             }
-            assert!(bytes.len() <= data.len(), "canonical encoding is longer than the input");
+            assert!(
+                bytes.len() <= data.len(),
+                "canonical encoding is longer than the input"
+            );
             if bytes.get(SNAPSHOT_HEADER_LEN..) == Some(body) {
                 assert_eq!(bytes, data, "same body, different file");
             }
@@ -728,7 +831,11 @@ fn check_snapshot(data: &[u8]) {
         Err(e) => {
             let (kind, offset) = error_kind(e, &path);
             if let Some(o) = offset {
-                assert!(o <= data.len() as u64, "error offset {o} past the end of {} bytes: {e}", data.len());
+                assert!(
+                    o <= data.len() as u64,
+                    "error offset {o} past the end of {} bytes: {e}",
+                    data.len()
+                );
             }
             // Recovery stops at once on a snapshot whose version or state type it does
             // not know; any other damage makes it fall back, and with nothing else to
@@ -760,8 +867,14 @@ fn repair_snapshot(data: &[u8]) -> Vec<u8> {
     let Some((head, body)) = data.split_at_checked(SNAPSHOT_HEADER_LEN) else {
         return data.to_vec();
     };
-    let seq = head.get(12..20).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
-    let store_id = head.get(20..28).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+    let seq = head
+        .get(12..20)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes);
+    let store_id = head
+        .get(20..28)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes);
     let header = SnapshotHeader {
         seq,
         store_id,

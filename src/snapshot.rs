@@ -276,6 +276,10 @@ pub fn decode<T: DeserializeOwned>(
             ));
         }
     }
+    if header.seq == Seq::MAX {
+        // No writer reaches it, and recovery could not continue after it.
+        return Err(Error::corrupt(path, 12, "snapshot seq is u64::MAX"));
+    }
     if let Some(expected) = store_id {
         if expected != header.store_id {
             return Err(Error::ForeignFile {

@@ -432,6 +432,10 @@ impl<S: State> Store<S> {
         }
         let last = {
             let mut w = lock(&inner.writer);
+            // Seq u64::MAX is never used (the format reserves it), so the log cannot wrap.
+            if w.seq.checked_add(events.len() as u64 + 1).is_none() {
+                return Err(Error::SeqExhausted);
+            }
             // Apply first: if `apply` panics, nothing has been logged or published.
             let mut state = w.state.clone();
             for e in events {

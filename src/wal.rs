@@ -207,7 +207,8 @@ impl Wal {
             chunk.last_seq = seq;
             st.active_len += len;
             st.active_records += 1;
-            st.next_seq += 1;
+            // Callers stop before u64::MAX (the store does); never wrap.
+            st.next_seq = st.next_seq.saturating_add(1);
             added += len;
         }
         self.staged_bytes.fetch_add(added, Ordering::Relaxed);
@@ -292,6 +293,13 @@ impl Wal {
         for f in mem::take(&mut io.dirty) {
             f.sync_data()
                 .map_err(|e| self.fail(Error::io("fdatasync", &self.dir, e)))?;
+        }
+        // And its directory entry: otherwise a crash could keep the new segment but
+        // lose the previous one, leaving a gap in the log.
+        if mem::replace(&mut io.dir_dirty, false) {
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|e| self.fail(Error::io("fsync dir", &self.dir, e)))?;
         }
         let path = self.dir.join(format::segment_name(first));
         let file: Arc<dyn FsFile> = Arc::from(

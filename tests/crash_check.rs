@@ -12,6 +12,12 @@ use snapwal::fs::Fs;
 use snapwal::sim::{is_crash, Choices, Fault, FaultError, OpKind, SimFs};
 use snapwal::{Options, Store, SyncPolicy};
 
+/// Store options on `fs` with small segments (a simulated 64 MiB preallocation would
+/// cost 64 MiB of memory per segment).
+fn sim_opts(fs: &Arc<SimFs>) -> Options {
+    Options::default().segment_bytes(4096).fs(fs.clone())
+}
+
 fn read(fs: &SimFs, p: &str) -> io::Result<Vec<u8>> {
     fs.read(Path::new(p)).map(|b| b.to_vec())
 }
@@ -171,7 +177,7 @@ fn lock_is_exclusive_until_dropped_and_released_by_a_crash() {
 
     // Through the store: a second open gets `Locked`, a crash frees the directory.
     let fs = Arc::new(SimFs::new(9));
-    let opts = Options::default().fs(fs.clone());
+    let opts = sim_opts(&fs);
     let store = Store::<Tally>::open("/s", opts.clone()).unwrap();
     assert!(matches!(Store::<Tally>::open("/s", opts.clone()), Err(snapwal::Error::Locked { .. })));
     let image = Arc::new(fs.crash_all_kept());
@@ -202,7 +208,7 @@ fn injected_fault_returns_the_injected_error_and_has_no_effect() {
     // Through the store: an EIO from the WAL's fdatasync is returned, not swallowed.
     let fs = Arc::new(SimFs::new(11));
     fs.inject(Fault::on_op(OpKind::SyncData, FaultError::Eio).path_contains("/wal/"));
-    let store = Store::<Tally>::open("/s", Options::default().fs(fs.clone())).unwrap();
+    let store = Store::<Tally>::open("/s", sim_opts(&fs)).unwrap();
     let err = store.append(&tick(1)).unwrap_err();
     assert_eq!(err.io_error().and_then(io::Error::raw_os_error), Some(5), "{err}");
 }
@@ -248,12 +254,15 @@ fn timed(name: &str, checker_run: impl FnOnce() -> Report) -> Report {
     report
 }
 
+/// Two rotations before the first sync, a batch across a segment boundary,
+/// checkpoints that unlink segments and prune snapshots, a process crash, and both
+/// kinds of close.
 fn small(sync: SyncPolicy) -> Workload {
     Workload::new(sync)
-        .then(Op::Append(3))
-        .then(Op::AppendBatch(4))
+        .then(Op::Append(26))
+        .then(Op::AppendBatch(6))
         .then(Op::Sync)
-        .then(Op::Append(12))
+        .then(Op::Append(4))
         .then(Op::Checkpoint)
         .then(Op::Append(8))
         .then(Op::Checkpoint)
@@ -267,29 +276,49 @@ fn small(sync: SyncPolicy) -> Workload {
         .then(Op::Append(1))
 }
 
+fn exhaustive(sync: SyncPolicy) -> Report {
+    let mut total = Report::default();
+    for (preallocate, keep) in [(true, 2), (false, 1)] {
+        let mut w = small(sync);
+        w.preallocate = preallocate;
+        w.keep_snapshots = keep;
+        let name = format!("exhaustive, {sync:?}, preallocate {preallocate}, keep {keep}");
+        let report = timed(&name, || Checker::tally(w).random_images(4).run());
+        assert_eq!(report.crash_points, report.total_calls + 1, "{name}: not exhaustive");
+        total.crash_points += report.crash_points;
+        total.images += report.images;
+        total.images_with_loss += report.images_with_loss;
+        total.torn_tails += report.torn_tails;
+    }
+    total
+}
+
 #[test]
 fn every_crash_point_recovers_under_sync_always() {
-    let report = timed("exhaustive, Always", || Checker::tally(small(SyncPolicy::Always)).run());
-    assert_eq!(report.crash_points, report.total_calls + 1, "exhaustive");
+    let report = exhaustive(SyncPolicy::Always);
     assert!(report.images_with_loss > 0, "some image must lose a write in flight");
+    assert!(report.torn_tails > 0, "some image must end in a torn record");
 }
 
 #[test]
 fn every_crash_point_recovers_under_sync_never() {
-    let report = timed("exhaustive, Never", || Checker::tally(small(SyncPolicy::Never)).run());
-    assert_eq!(report.crash_points, report.total_calls + 1, "exhaustive");
+    let report = exhaustive(SyncPolicy::Never);
     assert!(report.images_with_loss > 0, "un-synced appends must be lost in some image");
     assert!(report.torn_tails > 0, "some image must end in a torn record");
 }
 
 #[test]
-fn sampled_crash_points_of_a_larger_random_workload_recover() {
-    for (seed, sync) in [(0xC0FFEE, SyncPolicy::Always), (0xBEEF, SyncPolicy::Never)] {
-        let workload = Workload::random(seed, 60, sync);
+fn sampled_crash_points_of_larger_random_workloads_recover() {
+    for (seed, sync) in [
+        (0xC0FFEE, SyncPolicy::Always),
+        (0xBEEF, SyncPolicy::Never),
+        (0xD00D, SyncPolicy::Never),
+    ] {
+        let workload = Workload::random(seed, 80, sync);
         let report = timed(&format!("sampled, {sync:?}, seed {seed:#x}"), || {
-            Checker::tally(workload).seed(seed).sample(150).run()
+            Checker::tally(workload).seed(seed).sample(200).run()
         });
-        assert_eq!(report.crash_points, 150);
+        assert_eq!(report.crash_points, 200);
     }
 }
 
@@ -313,7 +342,7 @@ fn fuzz_entry_point_accepts_arbitrary_bytes() {
 #[test]
 fn bug_store_dir_entries_unsynced_lose_acknowledged_appends() {
     let fs = Arc::new(SimFs::new(14));
-    let opts = Options::default().sync(SyncPolicy::Always).fs(fs.clone());
+    let opts = sim_opts(&fs).sync(SyncPolicy::Always);
     let store = Store::<Tally>::open("/store", opts.clone()).unwrap();
     assert_eq!(store.append(&tick(1)).unwrap(), 1);
     drop(store);
@@ -329,7 +358,7 @@ fn bug_store_dir_entries_unsynced_lose_acknowledged_appends() {
 #[test]
 fn bug_close_with_final_checkpoint_returns_before_releasing_the_lock() {
     let fs = Arc::new(SimFs::new(15));
-    let opts = Options::default().sync(SyncPolicy::Never).fs(fs.clone());
+    let opts = sim_opts(&fs).sync(SyncPolicy::Never);
     let mut store = Store::<Tally>::open("/store", opts.clone()).unwrap();
     for i in 1..=50 {
         store.append(&tick(i)).unwrap();

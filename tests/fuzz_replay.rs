@@ -154,7 +154,8 @@ fn regenerate_seed_corpus() {
     let mut flipped = snap.clone();
     flipped[50] ^= 1;
     write(&snap_out, "flipped-body-byte", &flipped);
-    let body = postcard::to_allocvec(&(FuzzState::default(), Vec::<(String, Position)>::new())).unwrap();
+    let body =
+        postcard::to_allocvec(&(FuzzState::default(), Vec::<(String, Position)>::new())).unwrap();
     let h = snapwal::format::SnapshotHeader {
         seq: 0,
         store_id: 1,
@@ -176,15 +177,25 @@ fn regenerate_seed_corpus() {
 fn bug_damaged_only_snapshot_with_empty_wal_opened_empty() {
     use snapwal::{CloseOptions, Error, Options, Store, SyncPolicy};
     let dir = tempfile::tempdir().unwrap();
-    let opts = || Options::default().sync(SyncPolicy::Always).keep_snapshots(1).preallocate(false);
+    let opts = || {
+        Options::default()
+            .sync(SyncPolicy::Always)
+            .keep_snapshots(1)
+            .preallocate(false)
+    };
     let store = Store::<FuzzState>::open(dir.path(), opts()).unwrap();
     for i in 1..=20 {
         store.append(&event(i)).unwrap();
     }
     store
-        .close_with(CloseOptions::default().final_checkpoint(Some(std::time::Duration::from_secs(10))))
+        .close_with(
+            CloseOptions::default().final_checkpoint(Some(std::time::Duration::from_secs(10))),
+        )
         .unwrap();
-    assert!(sorted(&dir.path().join("wal"), "wal").is_empty(), "the final checkpoint unlinks the WAL");
+    assert!(
+        sorted(&dir.path().join("wal"), "wal").is_empty(),
+        "the final checkpoint unlinks the WAL"
+    );
     let snaps = sorted(&dir.path().join("snap"), "snap");
     assert_eq!(snaps.len(), 1);
     let mut bytes = std::fs::read(&snaps[0]).unwrap();
@@ -195,7 +206,10 @@ fn bug_damaged_only_snapshot_with_empty_wal_opened_empty() {
     match Store::<FuzzState>::open(dir.path(), opts()) {
         Err(Error::Corrupt { path, .. }) => assert_eq!(path, snaps[0]),
         Err(e) => panic!("unexpected error: {e}"),
-        Ok(s) => panic!("opened at seq {} though events 1..=20 were acknowledged", s.seq()),
+        Ok(s) => panic!(
+            "opened at seq {} though events 1..=20 were acknowledged",
+            s.seq()
+        ),
     }
     // The damaged snapshot is still there, under its name, for the next attempt.
     assert_eq!(sorted(&dir.path().join("snap"), "snap"), snaps);
@@ -213,18 +227,105 @@ fn bug_record_at_last_seq_overflowed_scan() {
     let (snap, wal) = (dir.path().join("snap"), dir.path().join("wal"));
     std::fs::create_dir_all(&wal).unwrap();
     std::fs::create_dir_all(&snap).unwrap();
-    let before = FuzzState { count: 3, ..FuzzState::default() };
+    let before = FuzzState {
+        count: 3,
+        ..FuzzState::default()
+    };
     let body = (before.clone(), Vec::<(String, Position)>::new());
     snapwal::snapshot::write(&RealFs, &snap, u64::MAX - 1, 9, &body).unwrap();
-    let mut seg = SegmentHeader { first_seq: u64::MAX, store_id: 9 }.encode().to_vec();
+    let mut seg = SegmentHeader {
+        first_seq: u64::MAX,
+        store_id: 9,
+    }
+    .encode()
+    .to_vec();
     let payload = postcard::to_allocvec(&event(1)).unwrap();
     encode_frame(&mut seg, u64::MAX, &payload, crc32c::crc32c(&payload));
     std::fs::write(wal.join(segment_name(u64::MAX)), &seg).unwrap();
 
-    let (store, report) = Store::<FuzzState>::open_with_report(dir.path(), Options::default()).unwrap();
+    let (store, report) =
+        Store::<FuzzState>::open_with_report(dir.path(), Options::default()).unwrap();
     assert_eq!(store.seq(), u64::MAX - 1);
     assert_eq!(*store.current().state(), before);
     assert_eq!(report.records_replayed, 0);
     let torn = report.torn_tail.expect("the record is cut as a torn tail");
     assert_eq!((torn.1, torn.2), (32, seg.len() as u64 - 32));
+}
+
+/// Found by `snapshot_decode`: a valid snapshot of seq `u64::MAX` made recovery
+/// overflow computing the next seq (a panic in debug builds, a wrap to seq 0 in
+/// release). No writer reaches that seq; such a snapshot is now refused as corrupt,
+/// and with nothing else to recover from, open names it.
+#[test]
+fn bug_snapshot_at_last_seq_overflowed_recovery() {
+    use snapwal::fs::RealFs;
+    use snapwal::{Error, Options, Position, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap");
+    std::fs::create_dir_all(&snap).unwrap();
+    let body = (FuzzState::default(), Vec::<(String, Position)>::new());
+    let w = snapwal::snapshot::write(&RealFs, &snap, u64::MAX, 9, &body).unwrap();
+    match snapwal::snapshot::load::<(FuzzState, Vec<(String, Position)>)>(&RealFs, &w.path, None) {
+        Err(Error::Corrupt { offset: 12, .. }) => {}
+        other => panic!("a snapshot of seq u64::MAX loaded: {other:?}"),
+    }
+    match Store::<FuzzState>::open(dir.path(), Options::default()) {
+        Err(Error::Corrupt {
+            path, offset: 12, ..
+        }) => assert_eq!(path, w.path),
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(s) => panic!("opened at seq {}", s.seq()),
+    }
+}
+
+/// Found by `crash_recovery`: under `SyncPolicy::Never`, the WAL created segment
+/// `17.wal`, filled it, then created `34.wal` and wrote to it without the directory
+/// entry of `17.wal` being durable. A crash that kept `34.wal` but lost `17.wal`
+/// (allowed: un-synced directory entries may vanish) left a gap, and recovery failed
+/// with "WAL record 17 is missing". Before the first write to a new segment the
+/// previous segment's entry is now made durable, as its data already was.
+#[cfg(feature = "sim")]
+#[test]
+fn bug_lost_segment_entry_left_a_gap_before_a_later_segment() {
+    let input = [
+        0xff, 0xff, 0xfa, 0x2d, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0x18, 0xfe, 0xfa, 0x00, 0x00,
+        0xfa,
+    ];
+    harness::crash_recovery(&input);
+}
+
+/// Regression: a store recovered at the end of the seq space panicked on the next
+/// append (`next_seq += 1` overflowed); it now answers `Error::SeqExhausted`.
+#[test]
+fn bug_append_at_end_of_seq_space_overflowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap_dir = dir.path().join("snap");
+    std::fs::create_dir_all(&snap_dir).unwrap();
+    let seq = u64::MAX - 1;
+    let state = snapwal::harness::FuzzState::default();
+    let positions: Vec<(String, snapwal::Position)> = Vec::new();
+    snapwal::snapshot::write(
+        &snapwal::fs::RealFs,
+        &snap_dir,
+        seq,
+        7,
+        &(&state, &positions),
+    )
+    .unwrap();
+    let store = snapwal::Store::<snapwal::harness::FuzzState>::open(
+        dir.path(),
+        snapwal::Options::default(),
+    )
+    .unwrap();
+    assert_eq!(store.seq(), seq);
+    let event = snapwal::harness::FuzzEvent {
+        source: 1,
+        n: 1,
+        pad: Vec::new(),
+    };
+    assert!(matches!(
+        store.append(&event),
+        Err(snapwal::Error::SeqExhausted)
+    ));
+    assert_eq!(store.seq(), seq);
 }

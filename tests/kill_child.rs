@@ -35,7 +35,9 @@ fn options() -> Options {
 #[test]
 #[ignore = "child process of kill_at_random_moments_loses_no_acknowledged_append"]
 fn child_appends() {
-    let Some(dir) = std::env::var_os(DIR_VAR) else { return };
+    let Some(dir) = std::env::var_os(DIR_VAR) else {
+        return;
+    };
     let store = Store::<common::Ledger>::open(&dir, options()).expect("child open");
     let mut out = std::io::stdout().lock();
     // A newline first: the test runner has printed `test child_appends ... ` unended.
@@ -64,14 +66,20 @@ fn next(state: &mut u64) -> u64 {
 fn kill_at_random_moments_loses_no_acknowledged_append() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut rng = 0x5EED_0F_C0FFEE_u64;
+    let mut rng = 0x5EED_0FC0_FFEE_u64;
     let mut log: Vec<Entry> = Vec::new();
     let mut recovered = 0u64;
     let mut acked_in_all_rounds = 0u64;
     for round in 0..ROUNDS {
         let kill_after = 1 + next(&mut rng) % 300;
         let mut child = Command::new(&exe)
-            .args(["child_appends", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "child_appends",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(DIR_VAR, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -94,22 +102,42 @@ fn kill_at_random_moments_loses_no_acknowledged_append() {
             }
         }
         let status = child.wait().unwrap();
-        assert!(!status.success(), "round {round}: the child must have been killed, not exit: {status:?}");
-        assert_eq!(opened_at, Some(recovered), "round {round}: the child recovered what the parent did");
-        assert!(acks_this_round >= kill_after, "round {round}: child stopped before the kill");
+        assert!(
+            !status.success(),
+            "round {round}: the child must have been killed, not exit: {status:?}"
+        );
+        assert_eq!(
+            opened_at,
+            Some(recovered),
+            "round {round}: the child recovered what the parent did"
+        );
+        assert!(
+            acks_this_round >= kill_after,
+            "round {round}: child stopped before the kill"
+        );
         acked_in_all_rounds += acks_this_round;
 
         let store = open_checked(dir.path());
         let k = store.seq();
-        assert!(k >= acked, "round {round}: acknowledged seq {acked} lost (recovered {k})");
+        assert!(
+            k >= acked,
+            "round {round}: acknowledged seq {acked} lost (recovered {k})"
+        );
         while (log.len() as u64) < k {
             log.push(event(log.len() as u64 + 1));
         }
-        assert_eq!(*store.current().state(), replayed(&log[..k as usize]), "round {round}: state is not events 1..={k}");
+        assert_eq!(
+            *store.current().state(),
+            replayed(&log[..k as usize]),
+            "round {round}: state is not events 1..={k}"
+        );
         store.close().unwrap();
         recovered = k;
     }
-    assert!(recovered >= acked_in_all_rounds, "{recovered} recovered of {acked_in_all_rounds} acknowledged");
+    assert!(
+        recovered >= acked_in_all_rounds,
+        "{recovered} recovered of {acked_in_all_rounds} acknowledged"
+    );
     assert!(segments(dir.path()).len() + snapshots(dir.path()).len() > 1);
 }
 

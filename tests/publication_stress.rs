@@ -32,7 +32,9 @@ const PER_WRITER: u64 = 1_500;
 #[test]
 fn published_pairs_stay_exact_under_concurrent_writers_readers_and_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::<Ledger>::open(dir.path(), opts(SyncPolicy::Never).keep_snapshots(2)).unwrap());
+    let store = Arc::new(
+        Store::<Ledger>::open(dir.path(), opts(SyncPolicy::Never).keep_snapshots(2)).unwrap(),
+    );
     let done = Arc::new(AtomicBool::new(false));
 
     let writers: Vec<_> = (0..WRITERS)
@@ -50,9 +52,16 @@ fn published_pairs_stay_exact_under_concurrent_writers_readers_and_checkpoints()
                     };
                     // Read-your-writes: the append is visible on this thread at once.
                     let cur = store.current();
-                    assert!(cur.seq() >= seq, "writer {w} appended seq {seq} but reads {}", cur.seq());
+                    assert!(
+                        cur.seq() >= seq,
+                        "writer {w} appended seq {seq} but reads {}",
+                        cur.seq()
+                    );
                     assert_eq!(cur.state().count, cur.seq(), "torn pair seen by writer {w}");
-                    assert!(cur.state().last.get(&w).is_some_and(|&m| m >= n), "writer {w} does not see its event {n}");
+                    assert!(
+                        cur.state().last.get(&w).is_some_and(|&m| m >= n),
+                        "writer {w} does not see its event {n}"
+                    );
                     mine.push((seq, e));
                 }
                 mine
@@ -67,9 +76,20 @@ fn published_pairs_stay_exact_under_concurrent_writers_readers_and_checkpoints()
                 let (mut last, mut loads) = (0u64, 0u64);
                 while !done.load(Ordering::Acquire) {
                     let cur = store.current();
-                    assert_eq!(cur.state().count, cur.seq(), "reader {r}: state does not match its seq");
-                    assert!(cur.seq() >= last, "reader {r}: seq went back from {last} to {}", cur.seq());
-                    assert!(store.seq() >= cur.seq(), "reader {r}: seq() behind current()");
+                    assert_eq!(
+                        cur.state().count,
+                        cur.seq(),
+                        "reader {r}: state does not match its seq"
+                    );
+                    assert!(
+                        cur.seq() >= last,
+                        "reader {r}: seq went back from {last} to {}",
+                        cur.seq()
+                    );
+                    assert!(
+                        store.seq() >= cur.seq(),
+                        "reader {r}: seq() behind current()"
+                    );
                     last = cur.seq();
                     loads += 1;
                 }
@@ -84,18 +104,30 @@ fn published_pairs_stay_exact_under_concurrent_writers_readers_and_checkpoints()
             // (seq, state loaded back from the snapshot file) for each checkpoint written.
             let mut written = Vec::new();
             let mut last = 0u64;
-            store.position("p").set(Position { offset: 1, inode: 2, timestamp: 3 });
+            store.position("p").set(Position {
+                offset: 1,
+                inode: 2,
+                timestamp: 3,
+            });
             while !done.load(Ordering::Acquire) {
                 let rep = store.checkpoint().unwrap();
                 assert!(rep.seq >= last, "checkpoint seq went back");
                 last = rep.seq;
                 if rep.outcome == CheckpointOutcome::Written {
-                    let path = dir_of(&store).join("snap").join(snapwal::format::snapshot_name(rep.seq));
+                    let path = dir_of(&store)
+                        .join("snap")
+                        .join(snapwal::format::snapshot_name(rep.seq));
                     // Only this thread checkpoints, so nothing prunes the file before this load.
-                    let (h, (state, positions)) =
-                        snapwal::snapshot::load::<(Ledger, Vec<(String, Position)>)>(&RealFs, &path, None).unwrap();
+                    let (h, (state, positions)) = snapwal::snapshot::load::<(
+                        Ledger,
+                        Vec<(String, Position)>,
+                    )>(&RealFs, &path, None)
+                    .unwrap();
                     assert_eq!(h.seq, rep.seq);
-                    assert_eq!(state.count, rep.seq, "snapshot state does not match its seq");
+                    assert_eq!(
+                        state.count, rep.seq,
+                        "snapshot state does not match its seq"
+                    );
                     assert!(positions.iter().any(|(n, _)| n == "p"));
                     written.push((rep.seq, state));
                 }
@@ -107,7 +139,10 @@ fn published_pairs_stay_exact_under_concurrent_writers_readers_and_checkpoints()
     let mut by_seq = BTreeMap::new();
     for w in writers {
         for (seq, e) in w.join().unwrap() {
-            assert!(by_seq.insert(seq, e).is_none(), "seq {seq} handed out twice");
+            assert!(
+                by_seq.insert(seq, e).is_none(),
+                "seq {seq} handed out twice"
+            );
         }
     }
     done.store(true, Ordering::Release);
@@ -115,12 +150,23 @@ fn published_pairs_stay_exact_under_concurrent_writers_readers_and_checkpoints()
     let snapshots = checkpointer.join().unwrap();
 
     let total = u64::from(WRITERS) * PER_WRITER;
-    assert_eq!(by_seq.keys().copied().collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>(), "seqs are not 1..=N");
+    assert_eq!(
+        by_seq.keys().copied().collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>(),
+        "seqs are not 1..=N"
+    );
     let log: Vec<Entry> = by_seq.into_values().collect();
     assert!(loads > 0);
-    assert!(!snapshots.is_empty(), "no checkpoint ran while writers were busy");
+    assert!(
+        !snapshots.is_empty(),
+        "no checkpoint ran while writers were busy"
+    );
     for (seq, state) in &snapshots {
-        assert_eq!(*state, replayed(&log[..*seq as usize]), "snapshot at {seq} is not events 1..={seq}");
+        assert_eq!(
+            *state,
+            replayed(&log[..*seq as usize]),
+            "snapshot at {seq} is not events 1..={seq}"
+        );
     }
     assert_eq!(*store.current().state(), replayed(&log));
 
