@@ -82,7 +82,8 @@ fn wal_with_segments(dir: &std::path::Path, k: u64) -> (Wal, u64) {
     for _ in 0..n {
         last = wal.stage([(p.as_slice(), crc)]);
     }
-    wal.write_through(last).unwrap();
+    // Synced, like a real WAL by the time a checkpoint covers it.
+    wal.sync_through(last).unwrap();
     let segs = snapwal::wal::list_segments(&snapwal::fs::RealFs, dir).unwrap();
     let through = segs.get(k as usize).map_or(0, |(first, _)| first - 1);
     (wal, through)

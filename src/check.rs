@@ -187,10 +187,9 @@ pub struct Tick {
 impl State for Tally {
     type Event = Tick;
     fn apply(&mut self, e: &Tick) {
-        let pad = e
-            .pad
-            .iter()
-            .fold(e.pad.len() as u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
+        let pad = e.pad.iter().fold(e.pad.len() as u64, |h, b| {
+            h.wrapping_mul(31).wrapping_add(u64::from(*b))
+        });
         self.count += 1;
         self.digest = self
             .digest
@@ -206,7 +205,9 @@ pub fn tick(n: u64) -> Tick {
     let len = 64 + (n.wrapping_mul(89) % 320) as usize;
     Tick {
         n,
-        pad: (0..len).map(|i| (n as usize).wrapping_add(i) as u8).collect(),
+        pad: (0..len)
+            .map(|i| (n as usize).wrapping_add(i) as u8)
+            .collect(),
     }
 }
 
@@ -400,7 +401,9 @@ where
         let (fs, progress, problem) = self.run_workload(None, &mut model);
         report.total_calls = fs.calls();
         if let Some(what) = problem {
-            report.failures.push(self.failure(None, None, Vec::new(), what));
+            report
+                .failures
+                .push(self.failure(None, None, Vec::new(), what));
             return report;
         }
         if progress.appended != self.workload.events()
@@ -412,14 +415,18 @@ where
                 self.workload.events(),
                 progress.acked
             );
-            report.failures.push(self.failure(None, None, Vec::new(), what));
+            report
+                .failures
+                .push(self.failure(None, None, Vec::new(), what));
             return report;
         }
         for point in self.crash_points(report.total_calls) {
             report.crash_points += 1;
             let (fs, progress, problem) = self.run_workload(Some(point), &mut model);
             if let Some(what) = problem {
-                report.failures.push(self.failure(Some(point), None, Vec::new(), what));
+                report
+                    .failures
+                    .push(self.failure(Some(point), None, Vec::new(), what));
                 continue;
             }
             let mut images = vec![Choices::AllDropped, Choices::AllKept];
@@ -473,7 +480,13 @@ where
             .map_err(|what| self.failure(Some(crash_point), Some(choices.clone()), bits, what))
     }
 
-    fn failure(&self, crash_point: Option<u64>, image: Option<Choices>, bits: Vec<bool>, what: String) -> Failure {
+    fn failure(
+        &self,
+        crash_point: Option<u64>,
+        image: Option<Choices>,
+        bits: Vec<bool>,
+        what: String,
+    ) -> Failure {
         Failure {
             seed: self.seed,
             crash_point,
@@ -502,7 +515,11 @@ where
     /// given). Returns the file system, the progress made before the crash, and a
     /// problem that is not the crash (an error or a wrong state while no crash had
     /// happened, or a panic).
-    fn run_workload(&self, crash_at: Option<u64>, model: &mut Model<'_, S, G>) -> (Arc<SimFs>, Progress, Option<String>) {
+    fn run_workload(
+        &self,
+        crash_at: Option<u64>,
+        model: &mut Model<'_, S, G>,
+    ) -> (Arc<SimFs>, Progress, Option<String>) {
         let fs = Arc::new(SimFs::new(self.seed));
         if let Some(n) = crash_at {
             fs.crash_at(n);
@@ -512,21 +529,36 @@ where
         let problem = match result {
             Ok(Ok(())) => None,
             Ok(Err(what)) => Some(what),
-            Err(panic) => Some(format!("panic while running the workload: {}", panic_message(&panic))),
+            Err(panic) => Some(format!(
+                "panic while running the workload: {}",
+                panic_message(&panic)
+            )),
         };
         (fs, progress, problem)
     }
 
-    fn open(&self, fs: &Arc<SimFs>, p: &mut Progress, model: &mut Model<'_, S, G>) -> Checked<Option<Store<S>>> {
+    fn open(
+        &self,
+        fs: &Arc<SimFs>,
+        p: &mut Progress,
+        model: &mut Model<'_, S, G>,
+    ) -> Checked<Option<Store<S>>> {
         let store = match Store::<S>::open(STORE_DIR, self.workload.options(Arc::clone(fs))) {
             Ok(s) => s,
             Err(e) => return stopped(fs, "open", e).map(|()| None),
         };
         if store.seq() != p.appended {
-            return Err(format!("reopened at seq {} after {} events were appended", store.seq(), p.appended));
+            return Err(format!(
+                "reopened at seq {} after {} events were appended",
+                store.seq(),
+                p.appended
+            ));
         }
         if *store.current().state() != model.state(p.appended) {
-            return Err(format!("reopened state differs from the state after {} events", p.appended));
+            return Err(format!(
+                "reopened state differs from the state after {} events",
+                p.appended
+            ));
         }
         p.acked = p.acked.max(store.durable_seq());
         Ok(Some(store))
@@ -549,7 +581,12 @@ where
                                     p.acked = seq;
                                 }
                             }
-                            Ok(seq) => return Err(format!("append returned seq {seq}, expected {}", p.appended)),
+                            Ok(seq) => {
+                                return Err(format!(
+                                    "append returned seq {seq}, expected {}",
+                                    p.appended
+                                ))
+                            }
                             Err(e) => return stopped(fs, "append", e),
                         }
                     }
@@ -564,20 +601,35 @@ where
                                 p.acked = seq;
                             }
                         }
-                        Ok(seq) => return Err(format!("append_batch returned seq {seq}, expected {}", p.appended)),
+                        Ok(seq) => {
+                            return Err(format!(
+                                "append_batch returned seq {seq}, expected {}",
+                                p.appended
+                            ))
+                        }
                         Err(e) => return stopped(fs, "append_batch", e),
                     }
                 }
                 Op::Sync => match store.sync() {
                     Ok(seq) if seq >= p.appended => p.acked = p.acked.max(seq),
-                    Ok(seq) => return Err(format!("sync returned {seq} after {} events were appended", p.appended)),
+                    Ok(seq) => {
+                        return Err(format!(
+                            "sync returned {seq} after {} events were appended",
+                            p.appended
+                        ))
+                    }
                     Err(e) => return stopped(fs, "sync", e),
                 },
                 Op::Checkpoint => match store.checkpoint() {
                     Ok(rep) if rep.seq != p.appended => {
-                        return Err(format!("checkpoint of seq {} after {} events were appended", rep.seq, p.appended))
+                        return Err(format!(
+                            "checkpoint of seq {} after {} events were appended",
+                            rep.seq, p.appended
+                        ))
                     }
-                    Ok(rep) if rep.outcome != CheckpointOutcome::Busy => p.acked = p.acked.max(rep.seq),
+                    Ok(rep) if rep.outcome != CheckpointOutcome::Busy => {
+                        p.acked = p.acked.max(rep.seq)
+                    }
                     Ok(_) => {}
                     Err(e) => return stopped(fs, "checkpoint", e),
                 },
@@ -585,12 +637,20 @@ where
                     let closed = if *op == Op::Reopen {
                         store.close()
                     } else {
-                        store.close_with(CloseOptions::default().final_checkpoint(Some(Duration::from_secs(600))))
+                        store.close_with(
+                            CloseOptions::default()
+                                .final_checkpoint(Some(Duration::from_secs(600))),
+                        )
                     };
                     match closed {
-                        Ok(rep) if rep.durable_seq >= p.appended => p.acked = p.acked.max(rep.durable_seq),
+                        Ok(rep) if rep.durable_seq >= p.appended => {
+                            p.acked = p.acked.max(rep.durable_seq)
+                        }
                         Ok(rep) => {
-                            return Err(format!("close made {} durable after {} events were appended", rep.durable_seq, p.appended))
+                            return Err(format!(
+                                "close made {} durable after {} events were appended",
+                                rep.durable_seq, p.appended
+                            ))
                         }
                         Err(e) => return stopped(fs, "close", e),
                     }
@@ -613,7 +673,12 @@ where
     }
 
     /// Recovers `image` and checks it against the model (see the module docs).
-    fn check_image(&self, image: SimFs, p: Progress, model: &mut Model<'_, S, G>) -> Checked<ImageOutcome> {
+    fn check_image(
+        &self,
+        image: SimFs,
+        p: Progress,
+        model: &mut Model<'_, S, G>,
+    ) -> Checked<ImageOutcome> {
         let image = Arc::new(image);
         let result = catch_unwind(AssertUnwindSafe(|| -> Checked<ImageOutcome> {
             let opts = self.workload.options(Arc::clone(&image));
@@ -638,11 +703,18 @@ where
             expected.apply(&post);
             match store.append(&post) {
                 Ok(seq) if seq == k + 1 => {}
-                Ok(seq) => return Err(format!("append after recovery to seq {k} returned seq {seq}")),
+                Ok(seq) => {
+                    return Err(format!(
+                        "append after recovery to seq {k} returned seq {seq}"
+                    ))
+                }
                 Err(e) => return Err(format!("append after recovery failed: {e}")),
             }
-            store.close().map_err(|e| format!("close after recovery failed: {e}"))?;
-            let store = Store::<S>::open(STORE_DIR, opts).map_err(|e| format!("second recovery failed: {e}"))?;
+            store
+                .close()
+                .map_err(|e| format!("close after recovery failed: {e}"))?;
+            let store = Store::<S>::open(STORE_DIR, opts)
+                .map_err(|e| format!("second recovery failed: {e}"))?;
             if store.seq() != k + 1 || *store.current().state() != expected {
                 return Err(format!(
                     "after recovery to {k}, one append, close and reopen: seq {} (expected {})",
@@ -650,7 +722,9 @@ where
                     k + 1
                 ));
             }
-            store.close().map_err(|e| format!("second close failed: {e}"))?;
+            store
+                .close()
+                .map_err(|e| format!("second close failed: {e}"))?;
             Ok(ImageOutcome {
                 recovered: k,
                 acknowledged: p.acked,
@@ -705,13 +779,20 @@ pub const FUZZ_MAX_OPS: usize = 16;
 /// ```
 /// snapwal::check::crash_recovery_from_bytes(&[0, 7, 0, 3, 0x10, 3, 0x21, 0xff, 0x0f]);
 /// ```
-#[expect(clippy::panic, reason = "a contract violation must fail the fuzz target")]
+#[expect(
+    clippy::panic,
+    reason = "a contract violation must fail the fuzz target"
+)]
 pub fn crash_recovery_from_bytes(data: &[u8]) {
     let mut bytes = data.iter().copied();
     let flags = bytes.next().unwrap_or(0);
     let point = u16::from_le_bytes([bytes.next().unwrap_or(0), bytes.next().unwrap_or(0)]);
     let n_ops = usize::from(bytes.next().unwrap_or(0)) % (FUZZ_MAX_OPS + 1);
-    let mut w = Workload::new(if flags & 1 == 1 { SyncPolicy::Never } else { SyncPolicy::Always });
+    let mut w = Workload::new(if flags & 1 == 1 {
+        SyncPolicy::Never
+    } else {
+        SyncPolicy::Always
+    });
     w.preallocate = flags & 2 != 0;
     w.keep_snapshots = if flags & 4 != 0 { 1 } else { 2 };
     for b in bytes.by_ref().take(n_ops) {
@@ -726,14 +807,22 @@ pub fn crash_recovery_from_bytes(data: &[u8]) {
             _ => Op::DropReopen,
         });
     }
-    let bits: Vec<bool> = bytes.flat_map(|b| (0..8).map(move |i| b >> i & 1 == 1)).collect();
+    let bits: Vec<bool> = bytes
+        .flat_map(|b| (0..8).map(move |i| b >> i & 1 == 1))
+        .collect();
     let checker = Checker::tally(w);
     let total = match checker.total_calls() {
         Ok(t) => t,
-        Err(f) => panic!("snapwal crash-consistency violation: {f}\nworkload: {:?}", checker.workload),
+        Err(f) => panic!(
+            "snapwal crash-consistency violation: {f}\nworkload: {:?}",
+            checker.workload
+        ),
     };
     let point = u64::from(point) % (total + 1);
     if let Err(f) = checker.check_one(point, &Choices::Bits(bits)) {
-        panic!("snapwal crash-consistency violation: {f}\nworkload: {:?}", checker.workload);
+        panic!(
+            "snapwal crash-consistency violation: {f}\nworkload: {:?}",
+            checker.workload
+        );
     }
 }

@@ -13,7 +13,10 @@
 //! use snapwal::check::{Tally, tick};
 //!
 //! let fs = Arc::new(SimFs::new(7));
-//! let opts = snapwal::Options::default().sync(snapwal::SyncPolicy::Never).fs(fs.clone());
+//! let opts = snapwal::Options::default()
+//!     .sync(snapwal::SyncPolicy::Never)
+//!     .segment_bytes(4096) // files live in memory: keep preallocation small
+//!     .fs(fs.clone());
 //! let store = snapwal::Store::<Tally>::open("/store", opts.clone())?;
 //! store.append(&tick(1))?;
 //! store.sync()?;
@@ -80,7 +83,8 @@
 //! values nobody wrote), and metadata other than names and sizes. A failed
 //! `sync_data` leaves the pending operations pending (unlike Linux, which may drop the
 //! dirty pages: snapwal never trusts a file after a failed sync). Files are limited
-//! to 1 GiB (`ENOSPC` past it).
+//! to 1 GiB (`ENOSPC` past it). Every byte lives in memory, preallocated ones too: give
+//! the store small [`Options::segment_bytes`](crate::Options::segment_bytes).
 //!
 //! # Calls, crash points and faults
 //!
@@ -362,9 +366,18 @@ enum Node {
 
 #[derive(Debug, Clone)]
 enum DirOpKind {
-    Link { path: PathBuf, ino: u64 },
-    Unlink { path: PathBuf },
-    Rename { from: PathBuf, to: PathBuf, ino: u64 },
+    Link {
+        path: PathBuf,
+        ino: u64,
+    },
+    Unlink {
+        path: PathBuf,
+    },
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        ino: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -436,7 +449,10 @@ fn norm(p: &Path) -> io::Result<PathBuf> {
 }
 
 fn not_found(p: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file or directory", p.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: no such file or directory", p.display()),
+    )
 }
 
 fn to_usize(n: u64) -> io::Result<usize> {
@@ -632,9 +648,9 @@ impl Inner {
 
     /// The parent of `p`, which must be a visible directory.
     fn parent_dir(&self, p: &Path) -> io::Result<PathBuf> {
-        let parent = p.parent().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "the root has no parent")
-        })?;
+        let parent = p
+            .parent()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the root has no parent"))?;
         match self.node(parent) {
             Some((_, Node::Dir)) => Ok(parent.to_path_buf()),
             Some((_, Node::File(_))) => Err(io::Error::new(
@@ -1091,7 +1107,11 @@ impl fmt::Debug for SimFile {
 }
 
 impl SimFile {
-    fn with(&self, op: OpKind, body: impl FnOnce(&mut FileData) -> io::Result<()>) -> io::Result<()> {
+    fn with(
+        &self,
+        op: OpKind,
+        body: impl FnOnce(&mut FileData) -> io::Result<()>,
+    ) -> io::Result<()> {
         let mut g = lock(&self.fs);
         g.enter(op, &self.path)?;
         body(g.file_mut(self.ino)?)

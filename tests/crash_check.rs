@@ -40,9 +40,15 @@ fn unsynced_write_is_lost_at_crash_and_synced_write_survives() {
     f.write_all_at(b"-pending", 7).unwrap();
     assert_eq!(read(&fs, "/d/f").unwrap(), b"durable-pending");
     assert_eq!(read(&fs.crash_all_dropped(), "/d/f").unwrap(), b"durable");
-    assert_eq!(read(&fs.crash_all_kept(), "/d/f").unwrap(), b"durable-pending");
+    assert_eq!(
+        read(&fs.crash_all_kept(), "/d/f").unwrap(),
+        b"durable-pending"
+    );
     f.sync_data().unwrap();
-    assert_eq!(read(&fs.crash_all_dropped(), "/d/f").unwrap(), b"durable-pending");
+    assert_eq!(
+        read(&fs.crash_all_dropped(), "/d/f").unwrap(),
+        b"durable-pending"
+    );
 }
 
 #[test]
@@ -59,7 +65,10 @@ fn write_in_flight_tears_at_sector_boundaries() {
     let bytes = read(&image, "/d/f").unwrap();
     assert_eq!(bytes.len(), 1536);
     assert!(bytes[..512].iter().all(|&b| b == 7));
-    assert!(bytes[512..1024].iter().all(|&b| b == 0), "dropped sector reads as zeros");
+    assert!(
+        bytes[512..1024].iter().all(|&b| b == 0),
+        "dropped sector reads as zeros"
+    );
     assert!(bytes[1024..].iter().all(|&b| b == 7));
     // Size change dropped: the file stays empty whatever happened to the sectors.
     let (image, bits) = fs.crash_image(&Choices::Bits(vec![false]));
@@ -77,7 +86,10 @@ fn synced_file_without_dir_sync_vanishes_at_crash() {
     f.sync_data().unwrap();
     assert!(fs.exists("/d/new") && !fs.exists_durably("/d/new"));
     let lost = fs.crash_all_dropped();
-    assert_eq!(read(&lost, "/d/new").unwrap_err().kind(), io::ErrorKind::NotFound);
+    assert_eq!(
+        read(&lost, "/d/new").unwrap_err().kind(),
+        io::ErrorKind::NotFound
+    );
     assert_eq!(lost.list(Path::new("/d")).unwrap(), Vec::<String>::new());
     // Kept entry: the synced data comes with it.
     assert_eq!(read(&fs.crash_all_kept(), "/d/new").unwrap(), b"data");
@@ -117,16 +129,22 @@ fn rename_is_atomic_at_crash_and_never_replaces() {
     let fs = SimFs::new(6);
     synced_file(&fs, b"payload");
     fs.create_new(Path::new("/d/taken")).unwrap();
-    let err = fs.rename_noreplace(Path::new("/d/f"), Path::new("/d/taken")).unwrap_err();
+    let err = fs
+        .rename_noreplace(Path::new("/d/f"), Path::new("/d/taken"))
+        .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
-    fs.rename_noreplace(Path::new("/d/f"), Path::new("/d/g")).unwrap();
+    fs.rename_noreplace(Path::new("/d/f"), Path::new("/d/g"))
+        .unwrap();
     assert!(!fs.exists("/d/f") && fs.exists("/d/g"));
     // Every image has exactly one of the two names, holding the whole file.
     let mut seen = [false; 2];
     for seed in 0..64 {
         let image = fs.crash_random(seed);
         let (f, g) = (read(&image, "/d/f").ok(), read(&image, "/d/g").ok());
-        assert!(f.is_some() != g.is_some(), "seed {seed}: old {f:?}, new {g:?}");
+        assert!(
+            f.is_some() != g.is_some(),
+            "seed {seed}: old {f:?}, new {g:?}"
+        );
         assert_eq!(f.or(g).unwrap(), b"payload");
         seen[usize::from(image.exists("/d/g"))] = true;
     }
@@ -161,14 +179,21 @@ fn operations_on_one_name_survive_in_order() {
     // Dropping the first creation drops everything after it on that name.
     let (image, bits) = fs.crash_image(&Choices::Bits(vec![false, true, true]));
     assert!(!image.exists("/d/n"));
-    assert_eq!(bits, vec![false], "later operations on the name are not asked");
+    assert_eq!(
+        bits,
+        vec![false],
+        "later operations on the name are not asked"
+    );
 }
 
 #[test]
 fn lock_is_exclusive_until_dropped_and_released_by_a_crash() {
     let fs = SimFs::new(8);
     let guard = fs.lock(Path::new("/LOCK")).unwrap();
-    assert_eq!(fs.lock(Path::new("/LOCK")).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(
+        fs.lock(Path::new("/LOCK")).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
     let other = fs.lock(Path::new("/OTHER")).unwrap();
     drop(guard);
     let again = fs.lock(Path::new("/LOCK")).unwrap();
@@ -179,7 +204,10 @@ fn lock_is_exclusive_until_dropped_and_released_by_a_crash() {
     let fs = Arc::new(SimFs::new(9));
     let opts = sim_opts(&fs);
     let store = Store::<Tally>::open("/s", opts.clone()).unwrap();
-    assert!(matches!(Store::<Tally>::open("/s", opts.clone()), Err(snapwal::Error::Locked { .. })));
+    assert!(matches!(
+        Store::<Tally>::open("/s", opts.clone()),
+        Err(snapwal::Error::Locked { .. })
+    ));
     let image = Arc::new(fs.crash_all_kept());
     let reopened = Store::<Tally>::open("/s", opts.fs(image)).unwrap();
     drop(reopened);
@@ -190,7 +218,11 @@ fn lock_is_exclusive_until_dropped_and_released_by_a_crash() {
 fn injected_fault_returns_the_injected_error_and_has_no_effect() {
     let fs = SimFs::new(10);
     synced_file(&fs, b"abc");
-    fs.inject(Fault::on_op(OpKind::Write, FaultError::Enospc).path_contains("/d/").skip(1));
+    fs.inject(
+        Fault::on_op(OpKind::Write, FaultError::Enospc)
+            .path_contains("/d/")
+            .skip(1),
+    );
     let f = fs.open_write(Path::new("/d/f")).unwrap();
     f.write_all_at(b"1", 3).unwrap();
     let err = f.write_all_at(b"2", 4).unwrap_err();
@@ -210,7 +242,11 @@ fn injected_fault_returns_the_injected_error_and_has_no_effect() {
     fs.inject(Fault::on_op(OpKind::SyncData, FaultError::Eio).path_contains("/wal/"));
     let store = Store::<Tally>::open("/s", sim_opts(&fs)).unwrap();
     let err = store.append(&tick(1)).unwrap_err();
-    assert_eq!(err.io_error().and_then(io::Error::raw_os_error), Some(5), "{err}");
+    assert_eq!(
+        err.io_error().and_then(io::Error::raw_os_error),
+        Some(5),
+        "{err}"
+    );
 }
 
 #[test]
@@ -241,8 +277,14 @@ fn hook_sees_every_call_and_can_fail_it() {
         (call.op == OpKind::SyncDir).then(|| io::Error::other("hooked"))
     });
     fs.create_dir_all(Path::new("/d")).unwrap();
-    assert_eq!(fs.sync_dir(Path::new("/d")).unwrap_err().to_string(), "hooked");
-    assert_eq!(*seen.lock().unwrap(), vec![(0, OpKind::CreateDirAll), (1, OpKind::SyncDir)]);
+    assert_eq!(
+        fs.sync_dir(Path::new("/d")).unwrap_err().to_string(),
+        "hooked"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(0, OpKind::CreateDirAll), (1, OpKind::SyncDir)]
+    );
 }
 
 fn timed(name: &str, checker_run: impl FnOnce() -> Report) -> Report {
@@ -250,7 +292,10 @@ fn timed(name: &str, checker_run: impl FnOnce() -> Report) -> Report {
     let report = checker_run();
     eprintln!("{name}: {report} in {:.2?}", start.elapsed());
     assert!(report.failures.is_empty(), "{name}: {report}");
-    assert!(report.crash_points > 0 && report.images > 0, "{name}: nothing explored");
+    assert!(
+        report.crash_points > 0 && report.images > 0,
+        "{name}: nothing explored"
+    );
     report
 }
 
@@ -284,7 +329,11 @@ fn exhaustive(sync: SyncPolicy) -> Report {
         w.keep_snapshots = keep;
         let name = format!("exhaustive, {sync:?}, preallocate {preallocate}, keep {keep}");
         let report = timed(&name, || Checker::tally(w).random_images(4).run());
-        assert_eq!(report.crash_points, report.total_calls + 1, "{name}: not exhaustive");
+        assert_eq!(
+            report.crash_points,
+            report.total_calls + 1,
+            "{name}: not exhaustive"
+        );
         total.crash_points += report.crash_points;
         total.images += report.images;
         total.images_with_loss += report.images_with_loss;
@@ -296,15 +345,27 @@ fn exhaustive(sync: SyncPolicy) -> Report {
 #[test]
 fn every_crash_point_recovers_under_sync_always() {
     let report = exhaustive(SyncPolicy::Always);
-    assert!(report.images_with_loss > 0, "some image must lose a write in flight");
-    assert!(report.torn_tails > 0, "some image must end in a torn record");
+    assert!(
+        report.images_with_loss > 0,
+        "some image must lose a write in flight"
+    );
+    assert!(
+        report.torn_tails > 0,
+        "some image must end in a torn record"
+    );
 }
 
 #[test]
 fn every_crash_point_recovers_under_sync_never() {
     let report = exhaustive(SyncPolicy::Never);
-    assert!(report.images_with_loss > 0, "un-synced appends must be lost in some image");
-    assert!(report.torn_tails > 0, "some image must end in a torn record");
+    assert!(
+        report.images_with_loss > 0,
+        "un-synced appends must be lost in some image"
+    );
+    assert!(
+        report.torn_tails > 0,
+        "some image must end in a torn record"
+    );
 }
 
 #[test]
@@ -328,8 +389,12 @@ fn fuzz_entry_point_accepts_arbitrary_bytes() {
         &[],
         &[0xff; 3],
         &[0, 7, 0, 3, 0x10, 3, 0x21, 0xff, 0x0f],
-        &[1, 200, 0, 16, 0, 8, 16, 24, 32, 40, 48, 56, 4, 5, 6, 7, 1, 2, 3, 0, 0xaa, 0x55],
-        &[6, 0xff, 0xff, 0xff, 0x81, 0x44, 0x0c, 0x16, 0x1f, 0x0e, 0x00],
+        &[
+            1, 200, 0, 16, 0, 8, 16, 24, 32, 40, 48, 56, 4, 5, 6, 7, 1, 2, 3, 0, 0xaa, 0x55,
+        ],
+        &[
+            6, 0xff, 0xff, 0xff, 0x81, 0x44, 0x0c, 0x16, 0x1f, 0x0e, 0x00,
+        ],
     ];
     for data in inputs {
         snapwal::check::crash_recovery_from_bytes(data);
@@ -362,7 +427,8 @@ fn bug_close_with_final_checkpoint_returns_before_releasing_the_lock() {
     let mut store = Store::<Tally>::open("/store", opts.clone()).unwrap();
     for i in 1..=50 {
         store.append(&tick(i)).unwrap();
-        let close = snapwal::CloseOptions::default().final_checkpoint(Some(std::time::Duration::from_secs(600)));
+        let close = snapwal::CloseOptions::default()
+            .final_checkpoint(Some(std::time::Duration::from_secs(600)));
         store.close_with(close).unwrap();
         store = match Store::<Tally>::open("/store", opts.clone()) {
             Ok(s) => s,
@@ -370,4 +436,36 @@ fn bug_close_with_final_checkpoint_returns_before_releasing_the_lock() {
         };
     }
     assert_eq!(store.seq(), 50);
+}
+
+static FLAKY_APPLIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A state that breaks the `apply` contract: the result depends on how many events
+/// were applied before in the process, so replay cannot reach the same state.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Flaky(u64);
+
+impl snapwal::State for Flaky {
+    type Event = u64;
+    fn apply(&mut self, e: &u64) {
+        let n = FLAKY_APPLIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0 = self.0.wrapping_mul(31).wrapping_add(e ^ n);
+    }
+}
+
+#[test]
+fn checker_reports_a_state_that_recovers_wrong() {
+    let workload = Workload::new(SyncPolicy::Always)
+        .then(Op::Append(3))
+        .then(Op::Reopen);
+    let report = Checker::<Flaky, _>::new(workload, |i| i).run();
+    eprintln!("flaky state: {report}");
+    let failure = report
+        .failures
+        .first()
+        .expect("the checker must catch a wrong replay");
+    assert!(
+        failure.to_string().contains("reopened state differs"),
+        "{failure}"
+    );
 }

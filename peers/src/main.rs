@@ -272,7 +272,7 @@ fn main() {
     println!("{:<28}{:>14.0} inserts/s (not durable per commit)", "synchronous=NORMAL", normal);
 
     println!();
-    let records = a.replay_mib * (1 << 20) / 100;
+    let records = a.replay_mib * (1 << 20) / 100 / 1000 * 1000;
     eprintln!("  writing {records} records to each log for the replay test...");
     let ((s, sb), (o, ob)) = replay(root, records, 3);
     println!("recovery replay of {records} 100-byte records (warm page cache, best of 3)");
