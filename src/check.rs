@@ -767,7 +767,21 @@ pub const FUZZ_MAX_OPS: usize = 16;
 /// Decodes a fuzzer's bytes into a workload, a crash point and crash-image choices,
 /// runs that one check with [`Tally`], and panics if the contract is violated. Never
 /// panics otherwise, whatever the bytes; the work is bounded (at most
-/// [`FUZZ_MAX_OPS`] operations of at most 8 events).
+/// [`FUZZ_MAX_OPS`] operations of at most 8 events). It is
+/// [`check_from_bytes`] with snapwal's own test state.
+///
+/// ```
+/// snapwal::check::crash_recovery_from_bytes(&[0, 7, 0, 3, 0x10, 3, 0x21, 0xff, 0x0f]);
+/// ```
+pub fn crash_recovery_from_bytes(data: &[u8]) {
+    check_from_bytes::<Tally, _>(data, tick);
+}
+
+/// The body of a cargo-fuzz crash-recovery target for your own state: decodes the
+/// fuzzer's bytes into a workload, a crash point and crash-image choices, runs that
+/// one check with `S` and the deterministic event maker `events` (the `i`-th event,
+/// from 1), and panics if the contract is violated. Never panics otherwise; the work
+/// is bounded (at most [`FUZZ_MAX_OPS`] operations of at most 8 events).
 ///
 /// Layout: byte 0: bit 0 sync policy (`Never` if set, else `Always`), bit 1
 /// preallocate, bit 2 keep one snapshot instead of two; bytes 1–2: the crash point
@@ -775,15 +789,15 @@ pub const FUZZ_MAX_OPS: usize = 16;
 /// the number of operations (modulo `FUZZ_MAX_OPS + 1`); then one byte per operation
 /// (low 3 bits the kind, the rest the count); every byte left is eight crash choices,
 /// least significant bit first (`false` once they run out).
-///
-/// ```
-/// snapwal::check::crash_recovery_from_bytes(&[0, 7, 0, 3, 0x10, 3, 0x21, 0xff, 0x0f]);
-/// ```
 #[expect(
     clippy::panic,
     reason = "a contract violation must fail the fuzz target"
 )]
-pub fn crash_recovery_from_bytes(data: &[u8]) {
+pub fn check_from_bytes<S, G>(data: &[u8], events: G)
+where
+    S: State + PartialEq + fmt::Debug,
+    G: Fn(u64) -> S::Event,
+{
     let mut bytes = data.iter().copied();
     let flags = bytes.next().unwrap_or(0);
     let point = u16::from_le_bytes([bytes.next().unwrap_or(0), bytes.next().unwrap_or(0)]);
@@ -810,7 +824,7 @@ pub fn crash_recovery_from_bytes(data: &[u8]) {
     let bits: Vec<bool> = bytes
         .flat_map(|b| (0..8).map(move |i| b >> i & 1 == 1))
         .collect();
-    let checker = Checker::tally(w);
+    let checker = Checker::<S, G>::new(w, events);
     let total = match checker.total_calls() {
         Ok(t) => t,
         Err(f) => panic!(
