@@ -86,7 +86,9 @@ fn append_always(c: &mut Criterion) {
                     }
                 });
                 // Time per append, all threads together.
-                start.elapsed().mul_f64(iters as f64 / (per * threads as u64) as f64)
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per * threads as u64) as f64)
             })
         });
         Arc::try_unwrap(store).unwrap().close().unwrap();
@@ -120,7 +122,9 @@ fn append_batch(c: &mut Criterion) {
     // The publish cost alone: a batch of events that change nothing but are logged
     // (Configure with the same history), so apply is trivial.
     g.throughput(Throughput::Elements(100));
-    let noop: Vec<Event> = (0..100).map(|_| Event::Configure { history: 100 }).collect();
+    let noop: Vec<Event> = (0..100)
+        .map(|_| Event::Configure { history: 100 })
+        .collect();
     g.bench_function("batch_100_trivial_apply", |b| {
         b.iter(|| store.append_batch(&noop).unwrap())
     });
@@ -204,7 +208,10 @@ fn main() {
         ("append_always", "threads_1"),
         ("append_always", "threads_8"),
     );
-    match (mean_ns("append_batch", "batch_1"), mean_ns("append_batch", "batch_100")) {
+    match (
+        mean_ns("append_batch", "batch_1"),
+        mean_ns("append_batch", "batch_100"),
+    ) {
         (Some(one), Some(hundred)) => println!(
             "RATIO append per event, single / batch of 100: {:.1}x  ({} vs {} per event)",
             one / (hundred / 100.0),
@@ -214,7 +221,10 @@ fn main() {
         _ => println!("RATIO batch: not measured in this run"),
     }
     if let Some(t) = mean_ns("append_batch", "batch_100_trivial_apply") {
-        println!("publish cost per event in a batch of 100 (trivial apply): {}", fmt_ns(t / 100.0));
+        println!(
+            "publish cost per event in a batch of 100 (trivial apply): {}",
+            fmt_ns(t / 100.0)
+        );
     }
     print_ratio(
         "read under write load, mutex baseline / snapwal",

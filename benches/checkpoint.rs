@@ -96,7 +96,11 @@ fn crc32c_of(b: &[u8]) -> u32 {
     for &byte in b {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -168,7 +172,7 @@ fn truncation(c: &mut Criterion) {
 /// A state with one big blob, so a checkpoint takes long enough to be caught in flight.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Blob {
-    chunks: Vec<Shared<Vec<u8>>>,
+    chunks: Vec<Shared<String>>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -178,7 +182,11 @@ impl snapwal::State for Blob {
     type Event = Add;
     fn apply(&mut self, e: &Add) {
         // 1 MiB of deterministic bytes per event.
-        self.chunks.push(Shared(Arc::new(vec![e.0 as u8; 1 << 20])));
+        self.chunks.push(Shared(Arc::new(
+            char::from(b'a' + (e.0 % 26) as u8)
+                .to_string()
+                .repeat(1 << 20),
+        )));
     }
 }
 
@@ -197,7 +205,8 @@ fn close_in_flight(c: &mut Criterion) {
             for _ in 0..iters {
                 run += 1;
                 let dir = tmp.path().join(format!("c{run}"));
-                let store = Store::<Blob>::open(&dir, Options::default().sync(SyncPolicy::Never)).unwrap();
+                let store =
+                    Store::<Blob>::open(&dir, Options::default().sync(SyncPolicy::Never)).unwrap();
                 // 256 MiB of state: its checkpoint takes far longer than close should.
                 let events: Vec<Add> = (0..256).map(Add).collect();
                 store.append_batch(&events).unwrap();
@@ -209,7 +218,10 @@ fn close_in_flight(c: &mut Criterion) {
                 let snap = dir.join("snap");
                 while t0.elapsed() < Duration::from_secs(5)
                     && !std::fs::read_dir(&snap)
-                        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".tmp")))
+                        .map(|d| {
+                            d.flatten()
+                                .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+                        })
                         .unwrap_or(false)
                 {
                     std::thread::sleep(Duration::from_micros(200));

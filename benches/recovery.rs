@@ -26,7 +26,9 @@ fn replay(c: &mut Criterion) {
     let bytes = {
         let store = Store::<Daemon>::open(
             &dir,
-            Options::default().sync(SyncPolicy::Never).segment_bytes(64 << 20),
+            Options::default()
+                .sync(SyncPolicy::Never)
+                .segment_bytes(64 << 20),
         )
         .unwrap();
         let mut gen = Gen(46);

@@ -607,31 +607,28 @@ fn ratio(a: Duration, b: Duration) -> String {
     format!("{:.1}x", a.as_secs_f64() / b.as_secs_f64())
 }
 
+/// A table cell: a duration (with a ratio column) or a count.
+enum Cell {
+    D(Duration),
+    N(usize),
+}
+
+type Row = (&'static str, fn(&Summary) -> Cell);
+
+const ROWS: [Row; 10] = [
+    ("append p50", |s| Cell::D(s.p50)),
+    ("append p99", |s| Cell::D(s.p99)),
+    ("append p99.9", |s| Cell::D(s.p999)),
+    ("append max", |s| Cell::D(s.max)),
+    ("max lag behind schedule", |s| Cell::D(s.max_lag)),
+    ("checkpoints", |s| Cell::N(s.cp_n)),
+    ("checkpoint mean", |s| Cell::D(s.cp_mean)),
+    ("checkpoint max", |s| Cell::D(s.cp_max)),
+    ("appends > 1 ms", |s| Cell::N(s.blocked_n)),
+    ("writer blocked (sum > 1 ms)", |s| Cell::D(s.blocked)),
+];
+
 fn print_table(runs: &[(&Run, Summary)], base: Option<usize>, snap: Option<usize>) {
-    let rows: [(&str, fn(&Summary) -> String); 10] = [
-        ("append p50", |s| fmt_d(s.p50)),
-        ("append p99", |s| fmt_d(s.p99)),
-        ("append p99.9", |s| fmt_d(s.p999)),
-        ("append max", |s| fmt_d(s.max)),
-        ("max lag behind schedule", |s| fmt_d(s.max_lag)),
-        ("checkpoints", |s| s.cp_n.to_string()),
-        ("checkpoint mean", |s| fmt_d(s.cp_mean)),
-        ("checkpoint max", |s| fmt_d(s.cp_max)),
-        ("appends > 1 ms", |s| s.blocked_n.to_string()),
-        ("writer blocked (sum > 1 ms)", |s| fmt_d(s.blocked)),
-    ];
-    let raw: [Option<fn(&Summary) -> Duration>; 10] = [
-        Some(|s| s.p50),
-        Some(|s| s.p99),
-        Some(|s| s.p999),
-        Some(|s| s.max),
-        Some(|s| s.max_lag),
-        None,
-        Some(|s| s.cp_mean),
-        Some(|s| s.cp_max),
-        None,
-        Some(|s| s.blocked),
-    ];
     let mut head = format!("{:<30}", "");
     for (r, _) in runs {
         let _ = write!(head, "{:>16}", r.name);
@@ -641,13 +638,19 @@ fn print_table(runs: &[(&Run, Summary)], base: Option<usize>, snap: Option<usize
         let _ = write!(head, "{:>18}", "baseline/snapwal");
     }
     println!("{head}");
-    for (i, (label, f)) in rows.iter().enumerate() {
+    for (label, f) in ROWS {
         let mut line = format!("{label:<30}");
         for (_, s) in runs {
-            let _ = write!(line, "{:>16}", f(s));
+            let text = match f(s) {
+                Cell::D(d) => fmt_d(d),
+                Cell::N(n) => n.to_string(),
+            };
+            let _ = write!(line, "{text:>16}");
         }
-        if let (Some((b, s)), Some(Some(g))) = (both, raw.get(i)) {
-            let _ = write!(line, "{:>18}", ratio(g(&runs[b].1), g(&runs[s].1)));
+        if let Some((b, s)) = both {
+            if let (Cell::D(x), Cell::D(y)) = (f(&runs[b].1), f(&runs[s].1)) {
+                let _ = write!(line, "{:>18}", ratio(x, y));
+            }
         }
         println!("{line}");
     }
@@ -679,7 +682,9 @@ fn write_svg(path: &Path, runs: &[&Run], seconds: u64) -> std::io::Result<()> {
         s,
         r#"<text x="{L}" y="22" font-size="15">Append latency over time (max per 20 ms, log scale); checkpoints every second</text>"#
     );
-    let labels = ["1 µs", "10 µs", "100 µs", "1 ms", "10 ms", "100 ms", "1 s", "10 s"];
+    let labels = [
+        "1 µs", "10 µs", "100 µs", "1 ms", "10 ms", "100 ms", "1 s", "10 s",
+    ];
     for (k, label) in labels.iter().enumerate() {
         let v = 10f64.powi(k as i32 - 6);
         let yy = y(v);
@@ -778,7 +783,11 @@ fn main() {
     let (mut snap_i, mut base_i) = (None, None);
 
     if want("snapwal") {
-        let store = Arc::new(fill_snapwal(&base_dir.path().join("snapwal"), &cfg, cfg.pipelines));
+        let store = Arc::new(fill_snapwal(
+            &base_dir.path().join("snapwal"),
+            &cfg,
+            cfg.pipelines,
+        ));
         let r = run("snapwal", store.clone(), &cfg, cfg.pipelines, 42);
         if let Ok(store) = Arc::try_unwrap(store) {
             let t = Instant::now();
@@ -791,7 +800,11 @@ fn main() {
         runs.push(r);
     }
     if want("baseline") {
-        let b = Arc::new(fill_baseline(&base_dir.path().join("baseline"), &cfg, cfg.pipelines));
+        let b = Arc::new(fill_baseline(
+            &base_dir.path().join("baseline"),
+            &cfg,
+            cfg.pipelines,
+        ));
         let r = run("mutex baseline", b, &cfg, cfg.pipelines, 42);
         base_i = Some(runs.len());
         runs.push(r);
@@ -799,7 +812,11 @@ fn main() {
     let mut small_i = None;
     if cfg.compare_n && want("snapwal") {
         let n = 100;
-        let store = Arc::new(fill_snapwal(&base_dir.path().join("snapwal-small"), &cfg, n));
+        let store = Arc::new(fill_snapwal(
+            &base_dir.path().join("snapwal-small"),
+            &cfg,
+            n,
+        ));
         let mut r = run("snapwal N=100", store.clone(), &cfg, n, 42);
         r.name = format!("snapwal N={n}");
         if let Ok(store) = Arc::try_unwrap(store) {

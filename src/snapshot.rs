@@ -51,33 +51,40 @@ const CANCELLED: &str = "snapshot write cancelled";
 impl CrcWriter<'_> {
     fn check_cancel(&self) -> io::Result<()> {
         if self.cancel.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, CANCELLED));
+            // Not `Interrupted`: `write_all` retries that kind forever.
+            return Err(io::Error::other(CANCELLED));
         }
+        Ok(())
+    }
+
+    /// Checksums and writes `data` at the current offset.
+    fn put(&mut self, data: &[u8]) -> io::Result<()> {
+        self.check_cancel()?;
+        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.file.write_all_at(data, self.offset)?;
+        self.offset += data.len() as u64;
         Ok(())
     }
 
     fn flush_buf(&mut self) -> io::Result<()> {
-        self.check_cancel()?;
-        if !self.buf.is_empty() {
-            self.file.write_all_at(&self.buf, self.offset)?;
-            self.offset += self.buf.len() as u64;
-            self.buf.clear();
-        }
-        Ok(())
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.put(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        r
     }
 }
 
+/// The serializer emits many tiny slices: they are buffered, and the checksum is
+/// computed once per buffer rather than once per slice.
 impl Write for CrcWriter<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.crc = crc32c::crc32c_append(self.crc, data);
         self.len += data.len() as u64;
         if self.buf.len() + data.len() > WRITE_BUF {
             self.flush_buf()?;
         }
         if data.len() >= WRITE_BUF {
-            self.check_cancel()?;
-            self.file.write_all_at(data, self.offset)?;
-            self.offset += data.len() as u64;
+            self.put(data)?;
         } else {
             self.buf.extend_from_slice(data);
         }
@@ -192,7 +199,7 @@ fn write_temp<T: Serialize + ?Sized>(
         len: 0,
     };
     let io_err = |e: io::Error| {
-        if e.kind() == io::ErrorKind::Interrupted && e.to_string() == CANCELLED {
+        if e.kind() == io::ErrorKind::Other && e.to_string() == CANCELLED {
             Error::Cancelled
         } else {
             Error::io("write snapshot", temp, e)

@@ -447,7 +447,11 @@ impl<S: State> Store<S> {
             let last = first + events.len() as u64 - 1;
             let next = Arc::new(Versioned { seq: last, state });
             inner.published.store(Arc::clone(&next));
-            *w = next;
+            let previous = std::mem::replace(&mut *w, next);
+            drop(w);
+            // Freeing the previous version (if nobody else holds it) happens outside
+            // the writer section.
+            drop(previous);
             last
         };
         match inner.options.sync {

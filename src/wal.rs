@@ -26,7 +26,7 @@
 use std::mem;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::format::{self, HeaderError, Record, RecordScan, ScanEnd, SegmentHeader};
@@ -86,7 +86,9 @@ pub struct Wal {
     opts: WalOptions,
     staged: Mutex<Staged>,
     io: Mutex<Io>,
-    sync_lock: Mutex<()>,
+    /// `true` while a group commit runs; followers wait on `sync_done`.
+    sync_lock: Mutex<bool>,
+    sync_done: Condvar,
     written: AtomicU64,
     durable: AtomicU64,
     staged_bytes: AtomicU64,
@@ -118,7 +120,8 @@ impl Wal {
                 chunks: Vec::new(),
             }),
             io: Mutex::new(Io::default()),
-            sync_lock: Mutex::new(()),
+            sync_lock: Mutex::new(false),
+            sync_done: Condvar::new(),
             written: AtomicU64::new(last),
             durable: AtomicU64::new(last),
             staged_bytes: AtomicU64::new(0),
@@ -231,16 +234,40 @@ impl Wal {
     /// plus the directory when a segment was created). Concurrent callers share the
     /// sync: whoever holds the sync lock covers everything written before it.
     pub fn sync_through(&self, seq: Seq) -> Result<Seq> {
-        let durable = self.durable.load(Ordering::Acquire);
-        if durable >= seq {
-            return Ok(durable);
+        let mut leader = lock(&self.sync_lock);
+        loop {
+            let durable = self.durable.load(Ordering::Acquire);
+            if durable >= seq {
+                return Ok(durable);
+            }
+            self.check_writable()?;
+            if !*leader {
+                break;
+            }
+            // A sync is running; it may cover `seq`. All followers wake together when
+            // it ends (a mutex queue would hand over one waiter at a time).
+            leader = self
+                .sync_done
+                .wait(leader)
+                .unwrap_or_else(|e| e.into_inner());
         }
-        self.check_writable()?;
-        let _sync = lock(&self.sync_lock);
-        let durable = self.durable.load(Ordering::Acquire);
-        if durable >= seq {
-            return Ok(durable);
+        *leader = true;
+        drop(leader);
+        // Hands leadership back however `sync_once` ends (even by a panic in an `Fs`).
+        struct Handback<'a>(&'a Wal);
+        impl Drop for Handback<'_> {
+            fn drop(&mut self) {
+                *lock(&self.0.sync_lock) = false;
+                self.0.sync_done.notify_all();
+            }
         }
+        let _handback = Handback(self);
+        self.sync_once()
+    }
+
+    /// One group commit: write everything staged, sync every dirty segment (and the
+    /// directory if a segment was created), publish the new durable seq.
+    fn sync_once(&self) -> Result<Seq> {
         let (files, dir_dirty, written) = {
             let mut io = lock(&self.io);
             self.write_staged(&mut io)?;

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use snapwal::fs::{FileBytes, Fs, FsFile, LockGuard, RealFs};
-use snapwal::{
-    CheckpointOutcome, CheckpointerConfig, CloseOptions, Position, Store, SyncPolicy,
-};
+use snapwal::{CheckpointOutcome, CheckpointerConfig, CloseOptions, Position, Store, SyncPolicy};
 
 /// Every log line of this test binary, from every thread.
 fn global_logs() -> &'static Mutex<Vec<u8>> {
@@ -65,7 +63,9 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 struct FaultFs {
     /// Sleep this long in `sync_data` of snapshot temp files.
     slow_snapshot_sync: Mutex<Duration>,
-    /// Set when a slow sync has started.
+    /// Sleep this long in each write to a snapshot temp file.
+    slow_snapshot_write: Mutex<Duration>,
+    /// Set when a slow sync or write has started.
     slow_entered: AtomicBool,
     /// Fail `remove_file` of WAL segments.
     fail_segment_unlink: AtomicBool,
@@ -81,6 +81,11 @@ struct FaultFile {
 
 impl FsFile for FaultFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let delay = *self.fs.slow_snapshot_write.lock().unwrap();
+        if !delay.is_zero() && self.path.to_string_lossy().ends_with(".tmp") {
+            self.fs.slow_entered.store(true, Ordering::SeqCst);
+            std::thread::sleep(delay);
+        }
         self.inner.write_all_at(buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
@@ -171,9 +176,7 @@ fn periodic_checkpointer_runs_and_logs_every_field() {
     let lines = lines_for(dir.path());
     let periodic: Vec<&String> = lines
         .iter()
-        .filter(|l| {
-            l.contains(" INFO ") && l.contains("mode=\"periodic\"")
-        })
+        .filter(|l| l.contains(" INFO ") && l.contains("mode=\"periodic\""))
         .collect();
     assert!(periodic.len() >= 2, "periodic checkpoint lines: {lines:#?}");
     for field in [
@@ -427,4 +430,44 @@ fn close_cancels_a_checkpoint_between_writes() {
     assert_eq!(temps, 0);
     let store = open(dir.path(), SyncPolicy::Never);
     assert_eq!(*store.current().state(), replayed(&batch));
+}
+
+/// A state whose snapshot spans several write buffers.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Blobs(Vec<Vec<u8>>);
+
+impl snapwal::State for Blobs {
+    type Event = Vec<u8>;
+    fn apply(&mut self, e: &Vec<u8>) {
+        self.0.push(e.clone());
+    }
+}
+
+/// Regression: cancelling a snapshot write returned `ErrorKind::Interrupted`, which
+/// `write_all` retries forever, so `close` spun until its thread timeout and left the
+/// checkpoint running.
+#[test]
+fn bug_cancelled_snapshot_write_retried_forever() {
+    let f = Arc::new(FaultFs::default());
+    let dir = tempfile::tempdir().unwrap();
+    let store: Store<Blobs> = Store::open(dir.path(), faulty_opts(&f)).unwrap();
+    let batch: Vec<Vec<u8>> = (0..5_000u32).map(|n| vec![n as u8; 1_000]).collect();
+    store.append_batch(&batch).unwrap();
+    *f.slow_snapshot_write.lock().unwrap() = Duration::from_millis(50);
+    store
+        .start_checkpointer(CheckpointerConfig::every(Duration::from_millis(1)))
+        .unwrap();
+    wait_until("a snapshot write to start", || {
+        f.slow_entered.load(Ordering::SeqCst)
+    });
+    let report = store
+        .close_with(CloseOptions::default().thread_timeout(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(report.threads_abandoned, 0);
+    assert!(
+        snapshots(dir.path()).is_empty(),
+        "the cancelled snapshot was installed"
+    );
+    let store: Store<Blobs> = Store::open(dir.path(), opts(SyncPolicy::Never)).unwrap();
+    assert_eq!(store.current().state().0, batch);
 }

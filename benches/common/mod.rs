@@ -273,13 +273,18 @@ pub fn payload100() -> Vec<u8> {
 fn criterion_dir() -> PathBuf {
     std::env::var_os("CRITERION_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("criterion")))
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("criterion"))
+        })
         .unwrap_or_else(|| PathBuf::from("target/criterion"))
 }
 
 /// Mean time per iteration in ns of `group/id` from this run, if it ran.
 pub fn mean_ns(group: &str, id: &str) -> Option<f64> {
-    let p = criterion_dir().join(group).join(id).join("new/estimates.json");
+    let p = criterion_dir()
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
     v["mean"]["point_estimate"].as_f64()
 }
@@ -288,7 +293,12 @@ pub fn mean_ns(group: &str, id: &str) -> Option<f64> {
 pub fn print_ratio(label: &str, (ga, ia): (&str, &str), (gb, ib): (&str, &str)) {
     match (mean_ns(ga, ia), mean_ns(gb, ib)) {
         (Some(a), Some(b)) if b > 0.0 => {
-            println!("RATIO {label}: {:.2}x  ({} / {})", a / b, fmt_ns(a), fmt_ns(b))
+            println!(
+                "RATIO {label}: {:.2}x  ({} / {})",
+                a / b,
+                fmt_ns(a),
+                fmt_ns(b)
+            )
         }
         _ => println!("RATIO {label}: not measured in this run"),
     }

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use okaywal::{Configuration, Entry, EntryId, LogManager, ReadChunkResult, SegmentReader, WriteAheadLog};
+use okaywal::{
+    Configuration, Entry, EntryId, LogManager, ReadChunkResult, SegmentReader, WriteAheadLog,
+};
 use serde::{Deserialize, Serialize};
 use snapwal::{Options, Store, SyncPolicy};
 
@@ -80,7 +82,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
-        seconds: 3.0,
+        seconds: 5.0,
         replay_mib: 256,
         dir: None,
     };
@@ -122,8 +124,11 @@ fn rate(threads: usize, secs: f64, f: impl Fn() + Sync) -> f64 {
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn durable_snapwal(dir: &Path, threads: usize, secs: f64) -> f64 {
-    let store = Store::<Tally>::open(dir, Options::default().sync(SyncPolicy::Always)).unwrap();
+fn durable_snapwal(dir: &Path, threads: usize, secs: f64, preallocate: bool) -> f64 {
+    let opts = Options::default()
+        .sync(SyncPolicy::Always)
+        .preallocate(preallocate);
+    let store = Store::<Tally>::open(dir, opts).unwrap();
     let p = payload();
     let r = rate(threads, secs, || {
         store.append(&p).unwrap();
@@ -133,7 +138,9 @@ fn durable_snapwal(dir: &Path, threads: usize, secs: f64) -> f64 {
 }
 
 fn durable_okaywal(dir: &Path, threads: usize, secs: f64) -> f64 {
-    let wal = Configuration::default_for(dir).open(OkTally::default()).unwrap();
+    let wal = Configuration::default_for(dir)
+        .open(OkTally::default())
+        .unwrap();
     let p = payload();
     let r = rate(threads, secs, || {
         let mut e = wal.begin_entry().unwrap();
@@ -148,8 +155,11 @@ fn sqlite(dir: &Path, sync: &str, secs: f64) -> f64 {
     let conn = rusqlite::Connection::open(dir.join("db.sqlite")).unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", sync).unwrap();
-    conn.execute("CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, body BLOB NOT NULL)", [])
-        .unwrap();
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, body BLOB NOT NULL)",
+        [],
+    )
+    .unwrap();
     let p = vec![7u8; 100];
     let mut stmt = conn.prepare("INSERT INTO log (body) VALUES (?1)").unwrap();
     let start = Instant::now();
@@ -162,11 +172,22 @@ fn sqlite(dir: &Path, sync: &str, secs: f64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+const ROUNDS: usize = 5;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let m = e.metadata().unwrap();
-        total += if m.is_dir() { dir_bytes(&e.path()) } else { m.len() };
+        total += if m.is_dir() {
+            dir_bytes(&e.path())
+        } else {
+            m.len()
+        };
     }
     total
 }
@@ -178,7 +199,8 @@ fn replay(root: &Path, records: u64, reps: usize) -> ((f64, u64), (f64, u64)) {
     let batch: Vec<Vec<u8>> = (0..1000).map(|_| p.clone()).collect();
     let sdir = root.join("replay-snapwal");
     {
-        let store = Store::<Tally>::open(&sdir, Options::default().sync(SyncPolicy::Never)).unwrap();
+        let store =
+            Store::<Tally>::open(&sdir, Options::default().sync(SyncPolicy::Never)).unwrap();
         for _ in 0..records / 1000 {
             store.append_batch(&batch).unwrap();
         }
@@ -253,15 +275,43 @@ fn main() {
     }
     .unwrap();
     let root = tmp.path();
-    eprintln!("peers: {} s per measurement, replay of {} MiB", a.seconds, a.replay_mib);
+    eprintln!(
+        "peers: {} s per measurement, replay of {} MiB",
+        a.seconds, a.replay_mib
+    );
 
     println!("durable 100-byte appends per second (each acknowledged after fdatasync)");
-    println!("{:<10}{:>14}{:>14}{:>18}", "threads", "snapwal", "okaywal", "snapwal/okaywal");
+    println!(
+        "{:<10}{:>14}{:>14}{:>18}{:>22}",
+        "threads", "snapwal", "okaywal", "snapwal/okaywal", "snapwal no-prealloc"
+    );
     for threads in [1usize, 2, 8] {
-        let s = durable_snapwal(&root.join(format!("s{threads}")), threads, a.seconds);
-        let o = durable_okaywal(&root.join(format!("o{threads}")), threads, a.seconds);
+        // Interleaved rounds, median of each: the disk is shared and its fsync latency
+        // drifts, so no store gets a quiet moment the other did not.
+        let (mut s, mut np, mut o) = (Vec::new(), Vec::new(), Vec::new());
+        let secs = a.seconds / ROUNDS as f64;
+        for r in 0..ROUNDS {
+            s.push(durable_snapwal(
+                &root.join(format!("s{threads}-{r}")),
+                threads,
+                secs,
+                true,
+            ));
+            o.push(durable_okaywal(
+                &root.join(format!("o{threads}-{r}")),
+                threads,
+                secs,
+            ));
+            np.push(durable_snapwal(
+                &root.join(format!("n{threads}-{r}")),
+                threads,
+                secs,
+                false,
+            ));
+        }
+        let (s, np, o) = (median(s), median(np), median(o));
         eprintln!("  durable appends, {threads} threads: snapwal {s:.0}/s, okaywal {o:.0}/s");
-        println!("{threads:<10}{s:>14.0}{o:>14.0}{:>17.2}x", s / o);
+        println!("{threads:<10}{s:>14.0}{o:>14.0}{:>17.2}x{np:>22.0}", s / o);
     }
 
     println!();
@@ -269,17 +319,38 @@ fn main() {
     let full = sqlite(&root.join("q-full").tap_mkdir(), "FULL", a.seconds);
     let normal = sqlite(&root.join("q-normal").tap_mkdir(), "NORMAL", a.seconds);
     println!("{:<28}{:>14.0} inserts/s", "synchronous=FULL", full);
-    println!("{:<28}{:>14.0} inserts/s (not durable per commit)", "synchronous=NORMAL", normal);
+    println!(
+        "{:<28}{:>14.0} inserts/s (not durable per commit)",
+        "synchronous=NORMAL", normal
+    );
 
     println!();
     let records = a.replay_mib * (1 << 20) / 100 / 1000 * 1000;
     eprintln!("  writing {records} records to each log for the replay test...");
     let ((s, sb), (o, ob)) = replay(root, records, 3);
     println!("recovery replay of {records} 100-byte records (warm page cache, best of 3)");
-    println!("{:<10}{:>12}{:>12}{:>12}", "", "seconds", "MB on disk", "MB/s");
-    println!("{:<10}{:>12.3}{:>12.1}{:>12.0}", "snapwal", s, sb as f64 / 1e6, sb as f64 / 1e6 / s);
-    println!("{:<10}{:>12.3}{:>12.1}{:>12.0}", "okaywal", o, ob as f64 / 1e6, ob as f64 / 1e6 / o);
-    println!("replay time okaywal/snapwal: {:.2}x (records per second ratio)", o / s);
+    println!(
+        "{:<10}{:>12}{:>12}{:>12}",
+        "", "seconds", "MB on disk", "MB/s"
+    );
+    println!(
+        "{:<10}{:>12.3}{:>12.1}{:>12.0}",
+        "snapwal",
+        s,
+        sb as f64 / 1e6,
+        sb as f64 / 1e6 / s
+    );
+    println!(
+        "{:<10}{:>12.3}{:>12.1}{:>12.0}",
+        "okaywal",
+        o,
+        ob as f64 / 1e6,
+        ob as f64 / 1e6 / o
+    );
+    println!(
+        "replay time okaywal/snapwal: {:.2}x (records per second ratio)",
+        o / s
+    );
 }
 
 trait TapMkdir {
