@@ -299,7 +299,9 @@ impl<'a> Iterator for RecordScan<'a> {
             )));
         }
         let Some(next_seq) = seq.checked_add(1) else {
-            return self.finish(Some(format!("record carries seq {seq}, which no writer reaches")));
+            return self.finish(Some(format!(
+                "record carries seq {seq}, which no writer reaches"
+            )));
         };
         let offset = self.pos as u64;
         self.pos += FRAME_HEADER_LEN + payload.len();

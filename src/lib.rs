@@ -6,17 +6,17 @@
     allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+#[cfg(feature = "sim")]
+pub mod check;
 pub mod checkpoint;
 pub mod error;
 pub mod format;
 pub mod fs;
 pub mod harness;
-#[cfg(feature = "sim")]
-pub mod check;
-#[cfg(feature = "sim")]
-pub mod sim;
 mod options;
 pub mod position;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod snapshot;
 mod store;
 pub mod wal;

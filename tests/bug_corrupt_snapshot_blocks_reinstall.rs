@@ -11,7 +11,10 @@ fn damaged_snapshot_is_moved_aside_and_rewritten() {
     let events: Vec<Entry> = (0..50).map(|n| Entry::padded(1, n, 10)).collect();
     let store = open(dir.path(), SyncPolicy::Always);
     store.append_batch(&events).unwrap();
-    assert_eq!(store.checkpoint().unwrap().outcome, CheckpointOutcome::Written);
+    assert_eq!(
+        store.checkpoint().unwrap().outcome,
+        CheckpointOutcome::Written
+    );
     store.close().unwrap();
 
     let snap = snapshots(dir.path()).pop().unwrap();
@@ -28,7 +31,10 @@ fn damaged_snapshot_is_moved_aside_and_rewritten() {
     aside.push(".corrupt");
     assert!(std::path::Path::new(&aside).exists());
     // Same seq as the damaged one: a fresh snapshot is written, not skipped.
-    assert_eq!(store.checkpoint().unwrap().outcome, CheckpointOutcome::Written);
+    assert_eq!(
+        store.checkpoint().unwrap().outcome,
+        CheckpointOutcome::Written
+    );
     store.close().unwrap();
     let (store, rep) =
         snapwal::Store::<Ledger>::open_with_report(dir.path(), opts(SyncPolicy::Always)).unwrap();
