@@ -26,7 +26,6 @@
 //! `--compare-n` adds a snapwal run at 100 pipelines to show that append latency does
 //! not grow with the size of the state.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -36,7 +35,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use snapwal::{Options, Store, SyncPolicy};
 
 // ---------------------------------------------------------------------------------
@@ -98,152 +96,9 @@ fn parse_args() -> Config {
     c
 }
 
-// ---------------------------------------------------------------------------------
-// The workload: step records of about 100 bytes, generated deterministically.
-
-/// One step of a pipeline: about 100 bytes encoded.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Step {
-    n: u64,
-    at_ms: u64,
-    status: u8,
-    detail: String,
-}
-
-/// The event: pipeline `pipeline` finished `step`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StepDone {
-    pipeline: u32,
-    step: Step,
-}
-
-/// A small deterministic generator (xorshift64*), so both stores see the same events.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn step(&mut self, n: u64) -> Step {
-        const WORDS: [&str; 8] = [
-            "fetch", "build", "test", "lint", "package", "deploy", "verify", "notify",
-        ];
-        let r = self.next();
-        let mut detail = String::with_capacity(80);
-        let _ = write!(
-            detail,
-            "{} ok in {} ms on worker-{:02}; artifact {:016x}; cache hit ratio 0.{:02}",
-            WORDS[(r & 7) as usize],
-            (r >> 8) % 10_000,
-            (r >> 24) % 64,
-            r,
-            (r >> 32) % 100
-        );
-        Step {
-            n,
-            at_ms: 1_700_000_000_000 + n * 7,
-            status: (r % 3) as u8,
-            detail,
-        }
-    }
-
-    fn event(&mut self, pipelines: u32, n: u64) -> StepDone {
-        let pipeline = (self.next() % u64::from(pipelines)) as u32;
-        StepDone {
-            pipeline,
-            step: self.step(n),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// snapwal's state: structurally shared.
-
-/// An `Arc`'d value: cloning it (when the writer copies an `imbl` node) is a
-/// reference-count increment, not a deep copy. Serialized as the value itself.
-#[derive(Debug, Clone, Default)]
-struct Shared<T>(Arc<T>);
-
-impl<T: Serialize> Serialize for Shared<T> {
-    fn serialize<Se: Serializer>(&self, s: Se) -> Result<Se::Ok, Se::Error> {
-        self.0.serialize(s)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        T::deserialize(d).map(|v| Shared(Arc::new(v)))
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Pipeline {
-    steps_done: u64,
-    steps: imbl::Vector<Shared<Step>>,
-}
-
-/// The daemon's state. `clone` is O(1); applying an event copies the trie path to one
-/// pipeline (pointers only: each pipeline sits behind an `Arc`), the pipeline header,
-/// and the chunks of its history it touches (pointers to `Arc`'d steps).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Daemon {
-    history: usize,
-    pipelines: imbl::HashMap<u32, Shared<Pipeline>>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-enum Event {
-    Configure { history: usize },
-    Step(StepDone),
-}
-
-impl snapwal::State for Daemon {
-    type Event = Event;
-    fn apply(&mut self, event: &Event) {
-        match event {
-            Event::Configure { history } => self.history = *history,
-            Event::Step(e) => {
-                let p = Arc::make_mut(&mut self.pipelines.entry(e.pipeline).or_default().0);
-                p.steps_done += 1;
-                p.steps.push_back(Shared(Arc::new(e.step.clone())));
-                while p.steps.len() > self.history.max(1) {
-                    p.steps.pop_front();
-                }
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// The mutex baseline: what daemons do today.
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct BPipeline {
-    steps_done: u64,
-    steps: VecDeque<Step>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct BState {
-    seq: u64,
-    history: usize,
-    pipelines: HashMap<u32, BPipeline>,
-}
-
-impl BState {
-    fn apply(&mut self, e: &StepDone) {
-        let p = self.pipelines.entry(e.pipeline).or_default();
-        p.steps_done += 1;
-        p.steps.push_back(e.step.clone());
-        while p.steps.len() > self.history.max(1) {
-            p.steps.pop_front();
-        }
-    }
-}
+#[path = "pipelines/model.rs"]
+mod model;
+use model::*;
 
 struct BWal {
     file: File,

@@ -4,122 +4,17 @@
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use snapwal::{Options, Store, SyncPolicy};
 
-/// One step record: about 100 bytes encoded.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Step {
-    pub n: u64,
-    pub at_ms: u64,
-    pub status: u8,
-    pub detail: String,
-}
-
-/// The event: pipeline `pipeline` finished `step`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepDone {
-    pub pipeline: u32,
-    pub step: Step,
-}
-
-/// Deterministic generator (xorshift64*).
-pub struct Gen(pub u64);
-
-impl Gen {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub fn step(&mut self, n: u64) -> Step {
-        let r = self.next();
-        let mut detail = String::with_capacity(80);
-        let _ = write!(
-            detail,
-            "build ok in {} ms on worker-{:02}; artifact {:016x}; cache hit ratio 0.{:02}",
-            (r >> 8) % 10_000,
-            (r >> 24) % 64,
-            r,
-            (r >> 32) % 100
-        );
-        Step {
-            n,
-            at_ms: 1_700_000_000_000 + n * 7,
-            status: (r % 3) as u8,
-            detail,
-        }
-    }
-
-    pub fn event(&mut self, pipelines: u32, n: u64) -> StepDone {
-        let pipeline = (self.next() % u64::from(pipelines)) as u32;
-        StepDone {
-            pipeline,
-            step: self.step(n),
-        }
-    }
-}
-
-/// An `Arc`'d value, serialized as the value.
-#[derive(Debug, Clone, Default)]
-pub struct Shared<T>(pub Arc<T>);
-
-impl<T: Serialize> Serialize for Shared<T> {
-    fn serialize<Se: Serializer>(&self, s: Se) -> Result<Se::Ok, Se::Error> {
-        self.0.serialize(s)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        T::deserialize(d).map(|v| Shared(Arc::new(v)))
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Pipeline {
-    pub steps_done: u64,
-    pub steps: imbl::Vector<Shared<Step>>,
-}
-
-/// Structurally shared pipelines state (as in `examples/pipelines.rs`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Daemon {
-    pub history: usize,
-    pub pipelines: imbl::HashMap<u32, Shared<Pipeline>>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Event {
-    Configure { history: usize },
-    Step(StepDone),
-}
-
-impl snapwal::State for Daemon {
-    type Event = Event;
-    fn apply(&mut self, event: &Event) {
-        match event {
-            Event::Configure { history } => self.history = *history,
-            Event::Step(e) => {
-                let p = Arc::make_mut(&mut self.pipelines.entry(e.pipeline).or_default().0);
-                p.steps_done += 1;
-                p.steps.push_back(Shared(Arc::new(e.step.clone())));
-                while p.steps.len() > self.history.max(1) {
-                    p.steps.pop_front();
-                }
-            }
-        }
-    }
-}
+#[path = "../../examples/pipelines/model.rs"]
+mod model;
+pub use model::*;
 
 /// Opens a pipelines store in `dir` holding `pipelines` x `history` records, with
 /// one snapshot written and the WAL truncated.
@@ -151,30 +46,6 @@ pub fn never() -> Options {
 
 // ---------------------------------------------------------------------------------
 // The mutex baseline: Mutex<State> + Mutex<Wal>, JSON lines, JSON snapshots.
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BPipeline {
-    pub steps_done: u64,
-    pub steps: VecDeque<Step>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BState {
-    pub seq: u64,
-    pub history: usize,
-    pub pipelines: HashMap<u32, BPipeline>,
-}
-
-impl BState {
-    pub fn apply(&mut self, e: &StepDone) {
-        let p = self.pipelines.entry(e.pipeline).or_default();
-        p.steps_done += 1;
-        p.steps.push_back(e.step.clone());
-        while p.steps.len() > self.history.max(1) {
-            p.steps.pop_front();
-        }
-    }
-}
 
 pub struct Baseline {
     pub dir: PathBuf,
