@@ -13,9 +13,13 @@ pub enum SyncPolicy {
     Always,
     /// A background thread makes everything appended durable every interval; appends
     /// return once their record is in the OS page cache. A crash of the process loses
-    /// nothing; a power loss loses at most about one interval.
+    /// nothing, except appends that returned while another appender was rotating to a
+    /// new segment (a window of one `fdatasync`, once per segment: see
+    /// [`SyncPolicy::Never`]); a power loss loses at most about one interval.
     Interval(Duration),
-    /// Appends return once their record is in the OS page cache; only
+    /// Appends return once their record is in the OS page cache (or, while another
+    /// appender rotates to a new segment, once it is queued for that appender, which
+    /// writes it as soon as the new segment exists); only
     /// [`Store::sync`](crate::Store::sync), checkpoints and `close` sync.
     Never,
 }

@@ -17,6 +17,8 @@
 //! - **A later segment never holds data while an earlier one is torn.** Before the
 //!   first write to a new segment, the previous segment is synced. So after any crash,
 //!   only the last segment can end in a torn record.
+//! - **Rotation never holds the I/O mutex across a disk wait.** The syncs before a
+//!   new segment and its creation run with the mutex released (see `write_staged`).
 //! - **Truncation is unlink.** [`Wal::purge_through`] removes whole segments; no WAL
 //!   byte is rewritten or copied.
 //! - **After a failed write or sync the log refuses appends** ([`Error::ReadOnly`]):
@@ -66,6 +68,8 @@ struct Io {
     dirty: Vec<Arc<dyn FsFile>>,
     /// A segment was created since the directory was last synced.
     dir_dirty: bool,
+    /// A thread is rotating to a new segment, with the I/O mutex released.
+    rotating: bool,
 }
 
 /// Options of a [`Wal`].
@@ -86,6 +90,8 @@ pub struct Wal {
     opts: WalOptions,
     staged: Mutex<Staged>,
     io: Mutex<Io>,
+    /// Signalled when a rotation ends.
+    rotated: Condvar,
     /// `true` while a group commit runs; followers wait on `sync_done`.
     sync_lock: Mutex<bool>,
     sync_done: Condvar,
@@ -120,6 +126,7 @@ impl Wal {
                 chunks: Vec::new(),
             }),
             io: Mutex::new(Io::default()),
+            rotated: Condvar::new(),
             sync_lock: Mutex::new(false),
             sync_done: Condvar::new(),
             written: AtomicU64::new(last),
@@ -226,8 +233,7 @@ impl Wal {
             return Ok(());
         }
         self.check_writable()?;
-        let mut io = lock(&self.io);
-        self.write_staged(&mut io)
+        self.write_staged(lock(&self.io), false).map(drop)
     }
 
     /// Makes every record through `seq` durable (one `fdatasync` per dirty segment,
@@ -269,8 +275,7 @@ impl Wal {
     /// directory if a segment was created), publish the new durable seq.
     fn sync_once(&self) -> Result<Seq> {
         let (files, dir_dirty, written) = {
-            let mut io = lock(&self.io);
-            self.write_staged(&mut io)?;
+            let mut io = self.write_staged(lock(&self.io), true)?;
             (
                 mem::take(&mut io.dirty),
                 mem::replace(&mut io.dir_dirty, false),
@@ -296,34 +301,76 @@ impl Wal {
         self.sync_through(last)
     }
 
-    fn write_staged(&self, io: &mut Io) -> Result<()> {
-        self.check_writable()?;
-        let chunks = mem::take(&mut lock(&self.staged).chunks);
-        for chunk in chunks {
-            let file = match &io.active {
-                Some((seg, f)) if *seg == chunk.segment => Arc::clone(f),
-                _ => self.open_segment(io, chunk.segment)?,
-            };
-            let path = self.dir.join(format::segment_name(chunk.segment));
-            file.write_all_at(&chunk.bytes, chunk.offset)
-                .map_err(|e| self.fail(Error::io("write", &path, e)))?;
-            if !io.dirty.iter().any(|f| Arc::ptr_eq(f, &file)) {
-                io.dirty.push(file);
+    /// Writes the staged chunks in order. A chunk for a new segment rotates: the
+    /// previous segment and the directory are synced and the new file is created with
+    /// the I/O mutex *released*, so no appender waits on the disk for a rotation.
+    /// Meanwhile a caller that only needs its record handed to the OS
+    /// (`must_write == false`) returns at once and the rotating thread writes its
+    /// chunk right after; a caller that needs durability waits for the rotation.
+    fn write_staged<'a>(
+        &'a self,
+        mut io: MutexGuard<'a, Io>,
+        must_write: bool,
+    ) -> Result<MutexGuard<'a, Io>> {
+        loop {
+            self.check_writable()?;
+            if io.rotating {
+                if !must_write {
+                    return Ok(io);
+                }
+                io = self.rotated.wait(io).unwrap_or_else(|e| e.into_inner());
+                continue;
             }
-            self.written.fetch_max(chunk.last_seq, Ordering::AcqRel);
+            let chunks = mem::take(&mut lock(&self.staged).chunks);
+            let mut rotated = false;
+            for chunk in chunks {
+                let file = match &io.active {
+                    Some((seg, f)) if *seg == chunk.segment => Arc::clone(f),
+                    _ => {
+                        rotated = true;
+                        io.rotating = true;
+                        let dirty = mem::take(&mut io.dirty);
+                        let dir_dirty = mem::replace(&mut io.dir_dirty, false);
+                        drop(io);
+                        let created = self.create_segment(dirty, dir_dirty, chunk.segment);
+                        io = lock(&self.io);
+                        io.rotating = false;
+                        self.rotated.notify_all();
+                        let file = created?;
+                        io.dir_dirty = true;
+                        io.active = Some((chunk.segment, Arc::clone(&file)));
+                        file
+                    }
+                };
+                let path = self.dir.join(format::segment_name(chunk.segment));
+                file.write_all_at(&chunk.bytes, chunk.offset)
+                    .map_err(|e| self.fail(Error::io("write", &path, e)))?;
+                if !io.dirty.iter().any(|f| Arc::ptr_eq(f, &file)) {
+                    io.dirty.push(file);
+                }
+                self.written.fetch_max(chunk.last_seq, Ordering::AcqRel);
+            }
+            // After a rotation, write what appenders staged while it ran.
+            if !rotated {
+                return Ok(io);
+            }
         }
-        Ok(())
     }
 
-    fn open_segment(&self, io: &mut Io, first: Seq) -> Result<Arc<dyn FsFile>> {
-        // Sync the previous segment first, so that a crash can tear only the last one.
-        for f in mem::take(&mut io.dirty) {
+    /// Syncs the previous segment's data and directory entry (so that a crash can tear
+    /// only the last segment, and cannot keep a new segment while losing an older
+    /// one), then creates and preallocates segment `first`.
+    fn create_segment(
+        &self,
+        dirty: Vec<Arc<dyn FsFile>>,
+        dir_dirty: bool,
+        first: Seq,
+    ) -> Result<Arc<dyn FsFile>> {
+        for f in dirty {
             f.sync_data()
                 .map_err(|e| self.fail(Error::io("fdatasync", &self.dir, e)))?;
         }
-        // And its directory entry: otherwise a crash could keep the new segment but
-        // lose the previous one, leaving a gap in the log.
-        if mem::replace(&mut io.dir_dirty, false) {
+        if dir_dirty {
             self.fs
                 .sync_dir(&self.dir)
                 .map_err(|e| self.fail(Error::io("fsync dir", &self.dir, e)))?;
@@ -334,13 +381,11 @@ impl Wal {
                 .create_new(&path)
                 .map_err(|e| self.fail(Error::io("create segment", &path, e)))?,
         );
-        io.dir_dirty = true;
         if self.opts.preallocate {
             file.allocate(self.opts.segment_bytes)
                 .map_err(|e| self.fail(Error::io("fallocate", &path, e)))?;
         }
         tracing::debug!(segment = %path.display(), first_seq = first, "WAL segment created");
-        io.active = Some((first, Arc::clone(&file)));
         Ok(file)
     }
 
