@@ -622,6 +622,8 @@ struct Job {
     cfg: CheckpointerConfig,
     next_periodic: Option<Instant>,
     in_flight: bool,
+    /// Detached while a run was in flight: the worker drops it when the run ends.
+    removed: bool,
 }
 
 #[derive(Default)]
@@ -633,9 +635,40 @@ struct Queue {
 }
 
 #[derive(Default)]
-struct SchedShared {
+pub(crate) struct SchedShared {
     queue: Mutex<Queue>,
     cv: std::sync::Condvar,
+}
+
+impl SchedShared {
+    /// Removes a job, waiting up to `timeout` for a run of it in flight to end.
+    /// Returns `false` if it was still running at the timeout (the worker then drops
+    /// it when the run ends). The workers keep serving every other job.
+    fn remove(&self, id: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut q = lock(&self.queue);
+        loop {
+            let now = Instant::now();
+            match q.jobs.get_mut(&id) {
+                Some(job) if job.in_flight && now >= deadline => {
+                    job.removed = true;
+                    return false;
+                }
+                Some(job) if job.in_flight => {
+                    q = self
+                        .cv
+                        .wait_timeout(q, deadline - now)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+                Some(_) => {
+                    q.jobs.remove(&id);
+                    return true;
+                }
+                None => return true,
+            }
+        }
+    }
 }
 
 /// Runs the periodic checkpoints of any number of stores on a fixed number of
@@ -718,43 +751,12 @@ impl Scheduler {
                 cfg,
                 next_periodic,
                 in_flight: false,
+                removed: false,
             },
         );
         q.heap.push(std::cmp::Reverse((due, id)));
         self.shared.cv.notify_all();
         id
-    }
-
-    /// Removes a job, waiting up to `timeout` for a run of it in flight to end.
-    /// Returns `false` if it was still running at the timeout.
-    pub(crate) fn remove(&self, id: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut q = lock(&self.shared.queue);
-        loop {
-            match q.jobs.get(&id) {
-                Some(job) if job.in_flight => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        // Let the worker drop it when the run ends.
-                        if let Some(job) = q.jobs.get_mut(&id) {
-                            job.target = std::sync::Weak::<Inner<Dummy>>::new();
-                        }
-                        return false;
-                    }
-                    q = self
-                        .shared
-                        .cv
-                        .wait_timeout(q, deadline - now)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|e| e.into_inner().0);
-                }
-                Some(_) => {
-                    q.jobs.remove(&id);
-                    return true;
-                }
-                None => return true,
-            }
-        }
     }
 
     /// Stops the workers, waiting up to `timeout` for each to finish its current
@@ -782,15 +784,6 @@ impl Drop for Scheduler {
     fn drop(&mut self) {
         self.shutdown(Duration::from_millis(100));
     }
-}
-
-/// A state type only used to name an empty `Weak<Inner<_>>`.
-#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
-struct Dummy;
-
-impl State for Dummy {
-    type Event = ();
-    fn apply(&mut self, _: &()) {}
 }
 
 fn next_due(now: Instant, next_periodic: Option<Instant>, cfg: &CheckpointerConfig) -> Instant {
@@ -858,7 +851,7 @@ fn worker(sh: &SchedShared) {
         q = lock(&sh.queue);
         if let Some(job) = q.jobs.get_mut(&id) {
             job.in_flight = false;
-            if job.target.strong_count() > 0 {
+            if !job.removed && job.target.strong_count() > 0 {
                 q.heap.push(std::cmp::Reverse((next, id)));
             } else {
                 q.jobs.remove(&id);
@@ -870,26 +863,20 @@ fn worker(sh: &SchedShared) {
 
 /// The checkpointer attached to a store.
 pub(crate) enum Attached {
+    /// A private one-thread scheduler.
     Own(Scheduler),
-    Shared(Arc<SchedulerHandle>, u64),
+    /// A job on a shared scheduler's queue.
+    Shared(Arc<SchedShared>, u64),
 }
 
-/// A shared scheduler's queue, as seen by the stores registered on it.
-pub(crate) struct SchedulerHandle(Arc<SchedShared>);
-
 impl Attached {
-    /// Detaches: removes the job and waits up to `timeout` for a run in flight.
-    /// Returns the number of threads or runs left behind.
+    /// Detaches: stops a private scheduler, or removes the job from a shared one (never
+    /// stopping it), waiting up to `timeout` for a run in flight. Returns the number
+    /// of threads or runs left behind.
     pub(crate) fn detach(self, timeout: Duration) -> usize {
         match self {
             Attached::Own(s) => s.shutdown(timeout),
-            Attached::Shared(h, id) => {
-                let s = Scheduler {
-                    shared: Arc::clone(&h.0),
-                    workers: Mutex::new(Vec::new()),
-                };
-                usize::from(!s.remove(id, timeout))
-            }
+            Attached::Shared(sh, id) => usize::from(!sh.remove(id, timeout)),
         }
     }
 }
@@ -925,8 +912,7 @@ impl<S: State> Store<S> {
             return Ok(false);
         }
         let id = scheduler.add(self.weak_target(), cfg);
-        let handle = Arc::new(SchedulerHandle(Arc::clone(&scheduler.shared)));
-        *lock(&self.checkpointer) = Some(Attached::Shared(handle, id));
+        *lock(&self.checkpointer) = Some(Attached::Shared(Arc::clone(&scheduler.shared), id));
         Ok(true)
     }
 

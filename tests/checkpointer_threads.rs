@@ -90,3 +90,33 @@ fn shared_scheduler_runs_1000_stores_on_bounded_threads() {
     }
     assert_eq!(scheduler.shutdown(Duration::from_secs(5)), 0);
 }
+
+/// Regression: detaching one store from a shared scheduler (its `close`) built a
+/// temporary scheduler handle whose `Drop` shut the shared scheduler down, so every
+/// other store registered on it stopped checkpointing.
+#[test]
+fn bug_closing_one_store_stopped_the_shared_scheduler() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = tempfile::tempdir().unwrap();
+    let scheduler = Scheduler::new(1).unwrap();
+    let open_on = |name: &str| {
+        let store: Store<Ledger> =
+            Store::open(root.path().join(name), opts(SyncPolicy::Never)).unwrap();
+        store
+            .start_checkpointer_on(
+                &scheduler,
+                CheckpointerConfig::every(Duration::from_millis(5)),
+            )
+            .unwrap();
+        store
+    };
+    let first = open_on("first");
+    let second = open_on("second");
+    first.close().unwrap();
+    second.append(&Entry::new(1, 1)).unwrap();
+    wait_until("the remaining store to checkpoint", || {
+        second.checkpoint_stats().total >= 1
+    });
+    second.close().unwrap();
+    assert_eq!(scheduler.shutdown(Duration::from_secs(5)), 0);
+}
