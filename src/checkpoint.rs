@@ -255,18 +255,21 @@ impl<S: State> Inner<S> {
             rep
         });
         match &result {
-            Err(crate::Error::Cancelled) => {}
-            r => self.stats.record(r),
-        }
-        match &result {
-            Ok(rep) => self.log(rep),
             Err(crate::Error::Cancelled) => tracing::info!(
+                dir = %self.dir.display(),
                 mode = mode.as_str(),
                 elapsed_ms = start.elapsed().as_millis() as u64,
                 "checkpoint cancelled: store closing"
             ),
-            Err(e) => tracing::error!(dir = %self.dir.display(), mode = mode.as_str(), error = %e,
-                elapsed_ms = start.elapsed().as_millis() as u64, "checkpoint failed"),
+            Ok(rep) => {
+                self.stats.record(&result);
+                self.log(rep);
+            }
+            Err(e) => {
+                self.stats.record(&result);
+                tracing::error!(dir = %self.dir.display(), mode = mode.as_str(), error = %e,
+                    elapsed_ms = start.elapsed().as_millis() as u64, "checkpoint failed");
+            }
         }
         result
     }

@@ -231,3 +231,14 @@ impl Fs for RealFs {
         }
     }
 }
+
+/// Moves a damaged file aside to `<name>.corrupt` (never replacing), so recovery stops
+/// reading it while it stays on disk for inspection. Returns the new path. The caller
+/// syncs the directory.
+pub(crate) fn move_aside(fs: &dyn Fs, path: &Path) -> io::Result<std::path::PathBuf> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".corrupt");
+    let aside = std::path::PathBuf::from(aside);
+    fs.rename_noreplace(path, &aside)?;
+    Ok(aside)
+}

@@ -242,7 +242,8 @@ impl<S: State> Store<S> {
 
         // Newest valid snapshot, falling back to older ones.
         let mut base: Option<(Seq, u64, SnapshotBody<S>)> = None;
-        let mut first_skip: Option<Error> = None;
+        // The newest snapshot that failed validation: its seq and why.
+        let mut first_skip: Option<(Seq, Error)> = None;
         for (seq, path) in snapshot::list(fs.as_ref(), &snap_dir)?.into_iter().rev() {
             match snapshot::load::<SnapshotBody<S>>(fs.as_ref(), &path, None) {
                 Ok((h, body)) => {
@@ -256,7 +257,7 @@ impl<S: State> Store<S> {
                     tracing::warn!(snapshot = %path.display(), error = %e,
                         "snapshot does not validate; falling back to an older one");
                     report.snapshots_skipped.push((path, e.to_string()));
-                    first_skip.get_or_insert(e);
+                    first_skip.get_or_insert((seq, e));
                 }
             }
         }
@@ -289,17 +290,12 @@ impl<S: State> Store<S> {
             );
         let replayed = match (replayed, first_skip) {
             // A skipped snapshot explains a WAL that does not reach back far enough.
-            (Err(Error::MissingRecords { .. }), Some(skip)) => return Err(skip),
+            (Err(Error::MissingRecords { .. }), Some((_, skip))) => return Err(skip),
             // So does a WAL that ends before the newest skipped snapshot (its seq was
             // acknowledged): recovering short of it would lose data in silence.
-            (Ok(r), Some(skip))
+            (Ok(r), Some((skipped_seq, skip)))
                 if options.recovery != crate::RecoveryPolicy::SalvagePrefix
-                    && report.snapshots_skipped.first().is_some_and(|(p, _)| {
-                        p.file_name()
-                            .and_then(|n| n.to_str())
-                            .and_then(|n| crate::format::parse_name(n, "snap"))
-                            .is_some_and(|s| r.next_seq <= s)
-                    }) =>
+                    && r.next_seq <= skipped_seq =>
             {
                 return Err(skip)
             }
@@ -315,10 +311,8 @@ impl<S: State> Store<S> {
         // Recovery succeeded without the damaged snapshots: move them aside, so a
         // checkpoint at the same seq can install a good one (installs never replace).
         for (path, _) in &report.snapshots_skipped {
-            let mut aside = path.clone().into_os_string();
-            aside.push(".corrupt");
-            match fs.rename_noreplace(path, Path::new(&aside)) {
-                Ok(()) => report.quarantined.push(aside.into()),
+            match crate::fs::move_aside(fs.as_ref(), path) {
+                Ok(aside) => report.quarantined.push(aside),
                 Err(e) => tracing::warn!(snapshot = %path.display(), error = %e,
                     "could not move a damaged snapshot aside"),
             }

@@ -522,6 +522,12 @@ pub fn replay(
     let mut read: Vec<&PathBuf> = Vec::new();
     for (i, (first, path)) in needed.iter().enumerate() {
         let is_last = i + 1 == needed.len();
+        // Damage here: salvage from segment `from` on, or fail (per the policy).
+        let next_seq = expected.max(after + 1);
+        let give_up = |err: Error, from: usize, report: ReplayReport| {
+            let rest = needed.get(from..).unwrap_or(&[]);
+            salvage(fs, dir, policy, err, rest, next_seq, report)
+        };
         if *first != expected {
             let err = match (&prev_torn, *first > expected) {
                 (Some((p, off)), _) => Error::corrupt(
@@ -548,15 +554,7 @@ pub fn replay(
                 (Some(_), Some((prev_first, _))) if *prev_first == expected => i.saturating_sub(1),
                 _ => i,
             };
-            return salvage(
-                fs,
-                dir,
-                policy,
-                err,
-                needed.get(from..).unwrap_or(&[]),
-                expected.max(after + 1),
-                report,
-            );
+            return give_up(err, from, report);
         }
         let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
         let header = match SegmentHeader::decode(&bytes) {
@@ -572,15 +570,7 @@ pub fn replay(
             }
             Err(e) => {
                 let err = header_error(path, e);
-                return salvage(
-                    fs,
-                    dir,
-                    policy,
-                    err,
-                    needed.get(i..).unwrap_or(&[]),
-                    expected.max(after + 1),
-                    report,
-                );
+                return give_up(err, i, report);
             }
         };
         if header.first_seq != *first {
@@ -592,15 +582,7 @@ pub fn replay(
                     header.first_seq
                 ),
             );
-            return salvage(
-                fs,
-                dir,
-                policy,
-                err,
-                needed.get(i..).unwrap_or(&[]),
-                expected.max(after + 1),
-                report,
-            );
+            return give_up(err, i, report);
         }
         match report.store_id {
             Some(id) if id != header.store_id => {
@@ -698,11 +680,8 @@ fn salvage(
     tracing::error!(error = %err, segments = rest.len(),
         "WAL damaged; keeping the valid prefix and moving later segments aside");
     for (_, path) in rest {
-        let mut aside = path.clone().into_os_string();
-        aside.push(".corrupt");
-        let aside = PathBuf::from(aside);
-        fs.rename_noreplace(path, &aside)
-            .map_err(|e| Error::io("rename aside", path, e))?;
+        let aside =
+            crate::fs::move_aside(fs, path).map_err(|e| Error::io("rename aside", path, e))?;
         report.quarantined.push(aside);
     }
     fs.sync_dir(dir)
