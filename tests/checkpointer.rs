@@ -3,13 +3,13 @@
 mod common;
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::hooked::{HookedFs, Op};
 use common::*;
-use snapwal::fs::{FileBytes, Fs, FsFile, LockGuard, RealFs};
 use snapwal::{CheckpointOutcome, CheckpointerConfig, CloseOptions, Position, Store, SyncPolicy};
 
 /// Every log line of this test binary, from every thread.
@@ -72,89 +72,37 @@ struct FaultFs {
     unlink_failures: AtomicUsize,
 }
 
-#[derive(Debug)]
-struct FaultFile {
-    inner: Box<dyn FsFile>,
-    path: PathBuf,
-    fs: Arc<FaultFs>,
-}
-
-impl FsFile for FaultFile {
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let delay = *self.fs.slow_snapshot_write.lock().unwrap();
-        if !delay.is_zero() && self.path.to_string_lossy().ends_with(".tmp") {
-            self.fs.slow_entered.store(true, Ordering::SeqCst);
+impl FaultFs {
+    /// The hook: delays snapshot temp-file writes and syncs, fails segment unlinks.
+    fn before(&self, op: Op, path: &Path) -> io::Result<()> {
+        let snapshot_temp = path.to_string_lossy().ends_with(".tmp");
+        let delay = match op {
+            Op::Write if snapshot_temp => *self.slow_snapshot_write.lock().unwrap(),
+            Op::SyncData if snapshot_temp => *self.slow_snapshot_sync.lock().unwrap(),
+            Op::Remove
+                if self.fail_segment_unlink.load(Ordering::SeqCst)
+                    && path.extension().is_some_and(|e| e == "wal") =>
+            {
+                self.unlink_failures.fetch_add(1, Ordering::SeqCst);
+                return Err(io::Error::from_raw_os_error(EIO));
+            }
+            _ => Duration::ZERO,
+        };
+        if !delay.is_zero() {
+            self.slow_entered.store(true, Ordering::SeqCst);
             std::thread::sleep(delay);
         }
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        let delay = *self.fs.slow_snapshot_sync.lock().unwrap();
-        if !delay.is_zero() && self.path.to_string_lossy().ends_with(".tmp") {
-            self.fs.slow_entered.store(true, Ordering::SeqCst);
-            std::thread::sleep(delay);
-        }
-        self.inner.sync_data()
-    }
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.inner.allocate(len)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
+        Ok(())
     }
 }
 
-#[derive(Debug)]
-struct Faulty(Arc<FaultFs>);
-
-impl Fs for Faulty {
-    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
-        RealFs.create_dir_all(p)
-    }
-    fn create_new(&self, p: &Path) -> io::Result<Box<dyn FsFile>> {
-        Ok(Box::new(FaultFile {
-            inner: RealFs.create_new(p)?,
-            path: p.to_path_buf(),
-            fs: Arc::clone(&self.0),
-        }))
-    }
-    fn open_write(&self, p: &Path) -> io::Result<Box<dyn FsFile>> {
-        RealFs.open_write(p)
-    }
-    fn read(&self, p: &Path) -> io::Result<FileBytes> {
-        RealFs.read(p)
-    }
-    fn list(&self, p: &Path) -> io::Result<Vec<String>> {
-        RealFs.list(p)
-    }
-    fn rename_noreplace(&self, a: &Path, b: &Path) -> io::Result<()> {
-        RealFs.rename_noreplace(a, b)
-    }
-    fn remove_file(&self, p: &Path) -> io::Result<()> {
-        if self.0.fail_segment_unlink.load(Ordering::SeqCst)
-            && p.extension().is_some_and(|e| e == "wal")
-        {
-            self.0.unlink_failures.fetch_add(1, Ordering::SeqCst);
-            return Err(io::Error::from_raw_os_error(libc_eio()));
-        }
-        RealFs.remove_file(p)
-    }
-    fn sync_dir(&self, p: &Path) -> io::Result<()> {
-        RealFs.sync_dir(p)
-    }
-    fn lock(&self, p: &Path) -> io::Result<Box<dyn LockGuard>> {
-        RealFs.lock(p)
-    }
-}
-
-fn libc_eio() -> i32 {
-    5
-}
+const EIO: i32 = 5;
 
 fn faulty_opts(f: &Arc<FaultFs>) -> snapwal::Options {
-    opts(SyncPolicy::Never)
-        .keep_snapshots(1)
-        .fs(Arc::new(Faulty(Arc::clone(f))))
+    opts(SyncPolicy::Never).keep_snapshots(1).fs({
+        let f = Arc::clone(f);
+        Arc::new(HookedFs::new(move |op, path| f.before(op, path)))
+    })
 }
 
 #[test]

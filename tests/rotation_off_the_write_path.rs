@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::hooked::{HookedFs, Op};
 use common::*;
-use snapwal::fs::{FileBytes, Fs, FsFile, LockGuard, RealFs};
 use snapwal::{Store, SyncPolicy};
 
-/// Real files whose segment `fdatasync` blocks until released.
+/// Holds a segment's `fdatasync` until released, once armed.
 #[derive(Debug, Default)]
 struct Gate {
     armed: AtomicBool,
@@ -21,66 +21,17 @@ struct Gate {
     released: AtomicBool,
 }
 
-#[derive(Debug)]
-struct GatedFile(Box<dyn FsFile>, Arc<Gate>, bool);
-
-impl FsFile for GatedFile {
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.0.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        if self.2 && self.1.armed.load(Ordering::SeqCst) {
-            self.1.entered.store(true, Ordering::SeqCst);
+impl Gate {
+    fn before(&self, op: Op, path: &Path) -> io::Result<()> {
+        let segment = path.extension().is_some_and(|e| e == "wal");
+        if op == Op::SyncData && segment && self.armed.load(Ordering::SeqCst) {
+            self.entered.store(true, Ordering::SeqCst);
             let deadline = Instant::now() + Duration::from_secs(60);
-            while !self.1.released.load(Ordering::SeqCst) && Instant::now() < deadline {
+            while !self.released.load(Ordering::SeqCst) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        self.0.sync_data()
-    }
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.0.allocate(len)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
-    }
-}
-
-#[derive(Debug)]
-struct GatedFs(Arc<Gate>);
-
-impl Fs for GatedFs {
-    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
-        RealFs.create_dir_all(p)
-    }
-    fn create_new(&self, p: &Path) -> io::Result<Box<dyn FsFile>> {
-        let is_segment = p.extension().is_some_and(|e| e == "wal");
-        Ok(Box::new(GatedFile(
-            RealFs.create_new(p)?,
-            Arc::clone(&self.0),
-            is_segment,
-        )))
-    }
-    fn open_write(&self, p: &Path) -> io::Result<Box<dyn FsFile>> {
-        RealFs.open_write(p)
-    }
-    fn read(&self, p: &Path) -> io::Result<FileBytes> {
-        RealFs.read(p)
-    }
-    fn list(&self, p: &Path) -> io::Result<Vec<String>> {
-        RealFs.list(p)
-    }
-    fn rename_noreplace(&self, a: &Path, b: &Path) -> io::Result<()> {
-        RealFs.rename_noreplace(a, b)
-    }
-    fn remove_file(&self, p: &Path) -> io::Result<()> {
-        RealFs.remove_file(p)
-    }
-    fn sync_dir(&self, p: &Path) -> io::Result<()> {
-        RealFs.sync_dir(p)
-    }
-    fn lock(&self, p: &Path) -> io::Result<Box<dyn LockGuard>> {
-        RealFs.lock(p)
+        Ok(())
     }
 }
 
@@ -88,9 +39,10 @@ impl Fs for GatedFs {
 fn appenders_keep_going_while_a_rotation_waits_for_the_disk() {
     let gate = Arc::new(Gate::default());
     let dir = tempfile::tempdir().unwrap();
-    let options = opts(SyncPolicy::Never)
-        .segment_bytes(4096)
-        .fs(Arc::new(GatedFs(Arc::clone(&gate))));
+    let options = opts(SyncPolicy::Never).segment_bytes(4096).fs({
+        let gate = Arc::clone(&gate);
+        Arc::new(HookedFs::new(move |op, path| gate.before(op, path)))
+    });
     let store = Arc::new(Store::<Ledger>::open(dir.path(), options).unwrap());
     // Fill most of the first segment.
     for n in 0..30 {

@@ -133,3 +133,110 @@ pub mod logs {
         (out, cap.text())
     }
 }
+
+/// The real file system with a hook called before chosen operations, so that a test
+/// can delay them or make them fail.
+pub mod hooked {
+    use std::fmt;
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use snapwal::fs::{FileBytes, Fs, FsFile, LockGuard, RealFs};
+
+    /// The operations the hook sees.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Op {
+        /// `FsFile::write_all_at` on a file created through this file system.
+        Write,
+        /// `FsFile::sync_data` on such a file.
+        SyncData,
+        /// `Fs::remove_file`.
+        Remove,
+    }
+
+    type Hook = dyn Fn(Op, &Path) -> io::Result<()> + Send + Sync;
+
+    /// Calls the hook with the operation and the path first; an error from the hook
+    /// is returned instead of doing the operation.
+    #[derive(Clone)]
+    pub struct HookedFs(Arc<Hook>);
+
+    impl HookedFs {
+        pub fn new(hook: impl Fn(Op, &Path) -> io::Result<()> + Send + Sync + 'static) -> Self {
+            HookedFs(Arc::new(hook))
+        }
+    }
+
+    impl fmt::Debug for HookedFs {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("HookedFs")
+        }
+    }
+
+    struct HookedFile {
+        inner: Box<dyn FsFile>,
+        path: PathBuf,
+        hook: Arc<Hook>,
+    }
+
+    impl fmt::Debug for HookedFile {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("HookedFile")
+                .field("path", &self.path)
+                .finish()
+        }
+    }
+
+    impl FsFile for HookedFile {
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            (self.hook)(Op::Write, &self.path)?;
+            self.inner.write_all_at(buf, offset)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            (self.hook)(Op::SyncData, &self.path)?;
+            self.inner.sync_data()
+        }
+        fn allocate(&self, len: u64) -> io::Result<()> {
+            self.inner.allocate(len)
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.inner.set_len(len)
+        }
+    }
+
+    impl Fs for HookedFs {
+        fn create_dir_all(&self, p: &Path) -> io::Result<()> {
+            RealFs.create_dir_all(p)
+        }
+        fn create_new(&self, p: &Path) -> io::Result<Box<dyn FsFile>> {
+            Ok(Box::new(HookedFile {
+                inner: RealFs.create_new(p)?,
+                path: p.to_path_buf(),
+                hook: Arc::clone(&self.0),
+            }))
+        }
+        fn open_write(&self, p: &Path) -> io::Result<Box<dyn FsFile>> {
+            RealFs.open_write(p)
+        }
+        fn read(&self, p: &Path) -> io::Result<FileBytes> {
+            RealFs.read(p)
+        }
+        fn list(&self, p: &Path) -> io::Result<Vec<String>> {
+            RealFs.list(p)
+        }
+        fn rename_noreplace(&self, a: &Path, b: &Path) -> io::Result<()> {
+            RealFs.rename_noreplace(a, b)
+        }
+        fn remove_file(&self, p: &Path) -> io::Result<()> {
+            (self.0)(Op::Remove, p)?;
+            RealFs.remove_file(p)
+        }
+        fn sync_dir(&self, p: &Path) -> io::Result<()> {
+            RealFs.sync_dir(p)
+        }
+        fn lock(&self, p: &Path) -> io::Result<Box<dyn LockGuard>> {
+            RealFs.lock(p)
+        }
+    }
+}
