@@ -36,6 +36,9 @@ pub struct Written {
 
 /// Streams bytes into a file at increasing offsets through a buffer, computing the
 /// CRC32C of everything written.
+///
+/// The serializer turns a failed `io::Write` into its own opaque error, so the writer
+/// keeps the first I/O error itself; a cancellation is read from the flag.
 struct CrcWriter<'a> {
     file: &'a dyn FsFile,
     cancel: &'a AtomicBool,
@@ -43,25 +46,24 @@ struct CrcWriter<'a> {
     buf: Vec<u8>,
     crc: u32,
     len: u64,
+    error: Option<io::Error>,
 }
 
 const WRITE_BUF: usize = 1 << 20;
-const CANCELLED: &str = "snapshot write cancelled";
 
 impl CrcWriter<'_> {
-    fn check_cancel(&self) -> io::Result<()> {
-        if self.cancel.load(Ordering::Relaxed) {
-            // Not `Interrupted`: `write_all` retries that kind forever.
-            return Err(io::Error::other(CANCELLED));
-        }
-        Ok(())
-    }
-
     /// Checksums and writes `data` at the current offset.
     fn put(&mut self, data: &[u8]) -> io::Result<()> {
-        self.check_cancel()?;
+        if self.cancel.load(Ordering::Relaxed) {
+            // Not `Interrupted`: `write_all` retries that kind forever.
+            return Err(io::Error::other("snapshot write cancelled"));
+        }
         self.crc = crc32c::crc32c_append(self.crc, data);
-        self.file.write_all_at(data, self.offset)?;
+        if let Err(e) = self.file.write_all_at(data, self.offset) {
+            let kind = e.kind();
+            self.error.get_or_insert(e);
+            return Err(kind.into());
+        }
         self.offset += data.len() as u64;
         Ok(())
     }
@@ -72,6 +74,16 @@ impl CrcWriter<'_> {
         self.buf = buf;
         self.buf.clear();
         r
+    }
+
+    /// The error to report for a failed write: cancellation, else the first OS error.
+    fn failure(&mut self, temp: &Path) -> Option<Error> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Some(Error::Cancelled);
+        }
+        self.error
+            .take()
+            .map(|e| Error::io("write snapshot", temp, e))
     }
 }
 
@@ -197,26 +209,16 @@ fn write_temp<T: Serialize + ?Sized>(
         buf: Vec::with_capacity(WRITE_BUF),
         crc: 0,
         len: 0,
+        error: None,
     };
-    let io_err = |e: io::Error| {
-        if e.kind() == io::ErrorKind::Other && e.to_string() == CANCELLED {
-            Error::Cancelled
-        } else {
-            Error::io("write snapshot", temp, e)
-        }
-    };
-    let encoded = postcard::to_io(value, &mut w);
-    // postcard reports a failed `io::Write` as a serde error; look at the writer's
-    // cancel flag and its own error first.
-    let w = match encoded {
-        Ok(w) => w,
-        Err(_) if cancel.load(Ordering::Relaxed) => return Err(Error::Cancelled),
-        Err(postcard::Error::SerdeSerCustom) => {
-            return Err(io_err(io::Error::other("snapshot serialization failed")))
-        }
-        Err(other) => return Err(Error::Encode(other)),
-    };
-    w.flush().map_err(io_err)?;
+    if let Err(e) = postcard::to_io(value, &mut w) {
+        return Err(w.failure(temp).unwrap_or(Error::Encode(e)));
+    }
+    if let Err(e) = w.flush() {
+        return Err(w
+            .failure(temp)
+            .unwrap_or_else(|| Error::io("write snapshot", temp, e)));
+    }
     let header = SnapshotHeader {
         seq,
         store_id,

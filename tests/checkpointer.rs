@@ -69,6 +69,8 @@ struct FaultFs {
     slow_entered: AtomicBool,
     /// Fail `remove_file` of WAL segments.
     fail_segment_unlink: AtomicBool,
+    /// Fail writes to snapshot temp files with ENOSPC.
+    full_snapshot_disk: AtomicBool,
     unlink_failures: AtomicUsize,
 }
 
@@ -76,6 +78,9 @@ impl FaultFs {
     /// The hook: delays snapshot temp-file writes and syncs, fails segment unlinks.
     fn before(&self, op: Op, path: &Path) -> io::Result<()> {
         let snapshot_temp = path.to_string_lossy().ends_with(".tmp");
+        if op == Op::Write && snapshot_temp && self.full_snapshot_disk.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(ENOSPC));
+        }
         let delay = match op {
             Op::Write if snapshot_temp => *self.slow_snapshot_write.lock().unwrap(),
             Op::SyncData if snapshot_temp => *self.slow_snapshot_sync.lock().unwrap(),
@@ -97,6 +102,7 @@ impl FaultFs {
 }
 
 const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
 
 fn faulty_opts(f: &Arc<FaultFs>) -> snapwal::Options {
     opts(SyncPolicy::Never).keep_snapshots(1).fs({
@@ -418,4 +424,37 @@ fn bug_cancelled_snapshot_write_retried_forever() {
     );
     let store: Store<Blobs> = Store::open(dir.path(), opts(SyncPolicy::Never)).unwrap();
     assert_eq!(store.current().state().0, batch);
+}
+
+/// Regression: an I/O error while the serializer streamed a snapshot body reached the
+/// caller as an encoding error (postcard reports a failed writer as "buffer full"),
+/// losing the OS error and the file. It is now `Error::Io` naming the temp file.
+#[test]
+fn bug_snapshot_write_error_reported_as_encode_error() {
+    let f = Arc::new(FaultFs::default());
+    let dir = tempfile::tempdir().unwrap();
+    let store: Store<Blobs> = Store::open(dir.path(), faulty_opts(&f)).unwrap();
+    let batch: Vec<Vec<u8>> = (0..3_000u32).map(|n| vec![n as u8; 1_000]).collect();
+    store.append_batch(&batch).unwrap();
+    f.full_snapshot_disk.store(true, Ordering::SeqCst);
+    match store.checkpoint() {
+        Err(snapwal::Error::Io { op, path, source }) => {
+            assert_eq!(op, "write snapshot");
+            assert_eq!(source.raw_os_error(), Some(ENOSPC));
+            assert!(
+                path.to_string_lossy().ends_with(".tmp"),
+                "{}",
+                path.display()
+            );
+        }
+        other => panic!("expected an I/O error naming the temp file, got {other:?}"),
+    }
+    assert!(snapshots(dir.path()).is_empty());
+    // The store keeps working, and a later checkpoint succeeds.
+    store.append(&vec![1; 10]).unwrap();
+    f.full_snapshot_disk.store(false, Ordering::SeqCst);
+    assert_eq!(
+        store.checkpoint().unwrap().outcome,
+        CheckpointOutcome::Written
+    );
 }
