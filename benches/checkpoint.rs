@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use criterion::{BatchSize, Criterion, Throughput};
-use snapwal::checkpoint::CheckpointerConfig;
 use snapwal::wal::{Wal, WalOptions};
+use snapwal::CheckpointerConfig;
 use snapwal::{CloseOptions, Options, Store, SyncPolicy};
 
 fn checkpoint_throughput(c: &mut Criterion) {

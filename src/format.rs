@@ -381,6 +381,21 @@ pub fn parse_name(name: &str, ext: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
+/// The entries of `names` that are `<20 digits>.<ext>`, as `(number, dir/name)`, sorted
+/// by number.
+pub(crate) fn numbered(
+    names: &[String],
+    dir: &std::path::Path,
+    ext: &str,
+) -> Vec<(u64, std::path::PathBuf)> {
+    let mut v: Vec<_> = names
+        .iter()
+        .filter_map(|n| parse_name(n, ext).map(|s| (s, dir.join(n))))
+        .collect();
+    v.sort_unstable_by_key(|(s, _)| *s);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

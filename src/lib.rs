@@ -6,29 +6,30 @@
     allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)
 )]
 
-#[cfg(feature = "sim")]
-pub mod check;
 pub mod checkpoint;
 pub mod error;
 pub mod format;
 pub mod fs;
-pub mod harness;
 mod options;
 pub mod position;
-#[cfg(feature = "sim")]
-pub mod sim;
+pub mod scheduler;
 pub mod snapshot;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod util;
+mod versioned;
 pub mod wal;
 
 pub use checkpoint::{
-    CheckpointMode, CheckpointOutcome, CheckpointReport, CheckpointStats, CheckpointerConfig,
-    CleanupFailure, CloseOptions, Scheduler,
+    CheckpointMode, CheckpointOutcome, CheckpointReport, CheckpointStats, CleanupFailure,
 };
 pub use error::{Error, Result};
-pub use options::{Options, RecoveryPolicy, SyncPolicy};
+pub use options::{CloseOptions, Options, RecoveryPolicy, SyncPolicy};
 pub use position::{Position, PositionCell};
-pub use store::{CloseReport, OpenReport, Store, Versioned};
+pub use scheduler::{CheckpointerConfig, Scheduler};
+pub use store::{CloseReport, OpenReport, Store};
+pub use versioned::Versioned;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -40,10 +41,12 @@ pub type Seq = u64;
 /// The application's state, changed only by applying events.
 ///
 /// snapwal clones the state once per published append (or once per
-/// [`Store::append_batch`]) and applies the events to the clone, so that readers and
+/// [`Store::append_batch`](crate::Store::append_batch)) and applies the events to the clone, so that readers and
 /// checkpoints keep the version they hold. Make `Clone` cheap by sharing structure:
-/// persistent collections (`imbl`, `rpds`) or an `Arc` per entry mean a clone copies
-/// only pointers and the writer copies only what it touches. A state that deep-copies
+/// persistent collections (`imbl` with its `serde` feature, `rpds`) or an `Arc` per
+/// entry mean a clone copies only pointers and the writer copies only what it touches
+/// (serde serializes an `Arc<T>` only with its `rc` feature: `serde = { version = "1",
+/// features = ["derive", "rc"] }`). A state that deep-copies
 /// on `clone` costs O(size) per append; batch appends amortize it.
 ///
 /// `apply` must be deterministic: recovery replays events through it and must reach

@@ -1,4 +1,5 @@
-//! Options of a [`Store`](crate::Store).
+//! Options of a [`Store`](crate::Store): how it opens ([`Options`]) and how it closes
+//! ([`CloseOptions`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,5 +136,38 @@ impl Options {
             }
         }
         Ok(())
+    }
+}
+
+/// How [`Store::close_with`](crate::Store::close_with) shuts down.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct CloseOptions {
+    /// How long to wait for background threads (the checkpointer) to stop. Default 5 s.
+    pub thread_timeout: Duration,
+    /// Run a final checkpoint, waiting at most this long for it; `None` (the default)
+    /// for none. With a final checkpoint, every WAL segment it covers is unlinked.
+    pub final_checkpoint: Option<Duration>,
+}
+
+impl Default for CloseOptions {
+    fn default() -> Self {
+        CloseOptions {
+            thread_timeout: Duration::from_secs(5),
+            final_checkpoint: None,
+        }
+    }
+}
+
+impl CloseOptions {
+    /// Sets [`CloseOptions::thread_timeout`].
+    pub fn thread_timeout(mut self, d: Duration) -> Self {
+        self.thread_timeout = d;
+        self
+    }
+    /// Sets [`CloseOptions::final_checkpoint`].
+    pub fn final_checkpoint(mut self, deadline: Option<Duration>) -> Self {
+        self.final_checkpoint = deadline;
+        self
     }
 }

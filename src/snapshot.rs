@@ -349,12 +349,7 @@ pub fn decode<T: DeserializeOwned>(
 /// Lists the snapshots in `dir`, sorted by seq (oldest first).
 pub fn list(fs: &dyn Fs, dir: &Path) -> Result<Vec<(Seq, PathBuf)>> {
     let names = fs.list(dir).map_err(|e| Error::io("list", dir, e))?;
-    let mut snaps: Vec<(Seq, PathBuf)> = names
-        .iter()
-        .filter_map(|n| format::parse_name(n, "snap").map(|s| (s, dir.join(n))))
-        .collect();
-    snaps.sort_unstable_by_key(|(s, _)| *s);
-    Ok(snaps)
+    Ok(format::numbered(&names, dir, "snap"))
 }
 
 /// Removes the temp files a crashed writer left in `dir`; returns how many.

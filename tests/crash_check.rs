@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use snapwal::check::{tick, Checker, Op, Report, Tally, Workload};
 use snapwal::fs::Fs;
-use snapwal::sim::{is_crash, Choices, Fault, FaultError, OpKind, SimFs};
+use snapwal::testing::check::{tick, Checker, Op, Report, Tally, Workload};
+use snapwal::testing::sim::{is_crash, Choices, Fault, FaultError, OpKind, SimFs};
 use snapwal::{Options, Store, SyncPolicy};
 
 /// Store options on `fs` with small segments (a simulated 64 MiB preallocation would
@@ -397,7 +397,7 @@ fn fuzz_entry_point_accepts_arbitrary_bytes() {
         ],
     ];
     for data in inputs {
-        snapwal::check::crash_recovery_from_bytes(data);
+        snapwal::testing::check::crash_recovery_from_bytes(data);
     }
 }
 

@@ -1,14 +1,14 @@
 //! Every committed fuzz input (seed corpus and minimized crashes) replays through its
 //! fuzz target's body without a contract violation, on a plain `cargo test`.
 //!
-//! The bodies live in `snapwal::harness`; `fuzz/fuzz_targets/*.rs` call the same
+//! The bodies live in `snapwal::testing::fuzz`; `fuzz/fuzz_targets/*.rs` call the same
 //! functions under libFuzzer. The counting allocator below makes the harness check
 //! its allocation bound here too. `regenerate_seed_corpus` (ignored) rewrites the
 //! seed corpora from the real writer.
 
 use std::path::{Path, PathBuf};
 
-use snapwal::harness::{self, CountingAlloc, FuzzEvent, FuzzState};
+use snapwal::testing::fuzz::{self as harness, CountingAlloc, FuzzEvent, FuzzState};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -302,7 +302,7 @@ fn bug_append_at_end_of_seq_space_overflowed() {
     let snap_dir = dir.path().join("snap");
     std::fs::create_dir_all(&snap_dir).unwrap();
     let seq = u64::MAX - 1;
-    let state = snapwal::harness::FuzzState::default();
+    let state = snapwal::testing::fuzz::FuzzState::default();
     let positions: Vec<(String, snapwal::Position)> = Vec::new();
     snapwal::snapshot::write(
         &snapwal::fs::RealFs,
@@ -312,13 +312,13 @@ fn bug_append_at_end_of_seq_space_overflowed() {
         &(&state, &positions),
     )
     .unwrap();
-    let store = snapwal::Store::<snapwal::harness::FuzzState>::open(
+    let store = snapwal::Store::<snapwal::testing::fuzz::FuzzState>::open(
         dir.path(),
         snapwal::Options::default(),
     )
     .unwrap();
     assert_eq!(store.seq(), seq);
-    let event = snapwal::harness::FuzzEvent {
+    let event = snapwal::testing::fuzz::FuzzEvent {
         source: 1,
         n: 1,
         pad: Vec::new(),

@@ -1,7 +1,7 @@
-//! Fuzz target: see `snapwal::harness::crash_recovery`.
+//! Fuzz target: see `snapwal::testing::fuzz::crash_recovery`.
 #![no_main]
 
 #[global_allocator]
-static ALLOC: snapwal::harness::CountingAlloc = snapwal::harness::CountingAlloc;
+static ALLOC: snapwal::testing::fuzz::CountingAlloc = snapwal::testing::fuzz::CountingAlloc;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| snapwal::harness::crash_recovery(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| snapwal::testing::fuzz::crash_recovery(data));

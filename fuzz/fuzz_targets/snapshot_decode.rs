@@ -1,7 +1,7 @@
-//! Fuzz target: see `snapwal::harness::snapshot_decode`.
+//! Fuzz target: see `snapwal::testing::fuzz::snapshot_decode`.
 #![no_main]
 
 #[global_allocator]
-static ALLOC: snapwal::harness::CountingAlloc = snapwal::harness::CountingAlloc;
+static ALLOC: snapwal::testing::fuzz::CountingAlloc = snapwal::testing::fuzz::CountingAlloc;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| snapwal::harness::snapshot_decode(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| snapwal::testing::fuzz::snapshot_decode(data));

@@ -7,17 +7,17 @@
 //! system calls, then, for every call boundary `n` from `0` to that count (or a seeded
 //! sample of them), runs it again on a fresh [`SimFs`] that crashes before call `n`,
 //! builds several crash images (everything un-synced dropped, everything kept, and
-//! random mixes; see the [`sim`](crate::sim) model) and on each one checks:
+//! random mixes; see the [`sim`](crate::testing::sim) model) and on each one checks:
 //!
-//! 1. **Recovery succeeds**: [`Store::open`] neither panics nor returns an error (a
+//! 1. **Recovery succeeds**: [`Store::open`](crate::Store::open) neither panics nor returns an error (a
 //!    crash must be recoverable under the default recovery policy).
 //! 2. **Durability and prefix** (I1, I2): the recovered store is at some seq `k` with
 //!    `acknowledged <= k <= appended`, and its state equals the state after events
 //!    `1..=k`. *Appended* counts every event whose append was attempted; *acknowledged*
 //!    is the highest seq the store promised was durable before the crash: an append
 //!    that returned `Ok` under [`SyncPolicy::Always`], the seq returned by
-//!    [`Store::sync`], a checkpoint's seq, `close`'s durable seq, and
-//!    [`Store::durable_seq`] after each operation that succeeded.
+//!    [`Store::sync`](crate::Store::sync), a checkpoint's seq, `close`'s durable seq, and
+//!    [`Store::durable_seq`](crate::Store::durable_seq) after each operation that succeeded.
 //! 3. **The store is usable**: one more event appends as seq `k + 1`, `close`
 //!    succeeds, and a reopen shows exactly events `1..=k` plus that one.
 //!
@@ -30,7 +30,7 @@
 //! target that drives one check from the fuzzer's bytes.
 //!
 //! ```
-//! use snapwal::check::{Checker, Op, Workload};
+//! use snapwal::testing::check::{Checker, Op, Workload};
 //! use snapwal::SyncPolicy;
 //!
 //! let workload = Workload::new(SyncPolicy::Always)
@@ -48,10 +48,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+mod bytes;
+mod workload;
 
-use crate::sim::{is_crash, Choices, Rng, SimFs};
-use crate::{CheckpointOutcome, CloseOptions, Error, Options, Seq, State, Store, SyncPolicy};
+pub use bytes::{check_from_bytes, crash_recovery_from_bytes, FUZZ_MAX_OPS};
+pub use workload::{tick, Op, Tally, Tick, Workload};
+
+use crate::testing::sim::{is_crash, Choices, Rng, SimFs};
+use crate::{CheckpointOutcome, CloseOptions, Error, Seq, State, Store, SyncPolicy};
 
 /// Where the checker puts the store inside the simulated file system.
 pub const STORE_DIR: &str = "/store";
@@ -59,158 +63,6 @@ pub const STORE_DIR: &str = "/store";
 /// Added to the index of the event appended after recovery, so that it differs from
 /// the workload's own event with the same seq.
 pub const POST_RECOVERY_EVENT: u64 = 1 << 40;
-
-/// One step of a [`Workload`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    /// `n` calls to [`Store::append`].
-    Append(u32),
-    /// One [`Store::append_batch`] of `n` events.
-    AppendBatch(u32),
-    /// [`Store::sync`].
-    Sync,
-    /// [`Store::checkpoint`].
-    Checkpoint,
-    /// [`Store::close`], then open again.
-    Reopen,
-    /// [`Store::close_with`] a final checkpoint (which unlinks every covered segment),
-    /// then open again.
-    ReopenWithCheckpoint,
-    /// Drop the store without closing it (a process crash: the page cache survives),
-    /// then open again.
-    DropReopen,
-}
-
-/// A workload: operations and the store options they run with.
-#[derive(Debug, Clone)]
-pub struct Workload {
-    /// The operations, in order. The store is opened before the first.
-    pub ops: Vec<Op>,
-    /// [`SyncPolicy::Always`] or [`SyncPolicy::Never`]. `Interval` is run as `Never`
-    /// (its background thread would make runs non-deterministic): model it with
-    /// explicit [`Op::Sync`] steps.
-    pub sync: SyncPolicy,
-    /// [`Options::segment_bytes`]. Default 4096, so that segments rotate and cleanup
-    /// unlinks them.
-    pub segment_bytes: u64,
-    /// [`Options::preallocate`]. Default on.
-    pub preallocate: bool,
-    /// [`Options::keep_snapshots`]. Default 2.
-    pub keep_snapshots: usize,
-}
-
-impl Workload {
-    /// An empty workload with the default options and `sync`.
-    pub fn new(sync: SyncPolicy) -> Self {
-        Workload {
-            ops: Vec::new(),
-            sync,
-            segment_bytes: 4096,
-            preallocate: true,
-            keep_snapshots: 2,
-        }
-    }
-
-    /// Adds `op`.
-    pub fn then(mut self, op: Op) -> Self {
-        self.ops.push(op);
-        self
-    }
-
-    /// A random workload of `ops` operations, mostly appends, from `seed`.
-    pub fn random(seed: u64, ops: usize, sync: SyncPolicy) -> Self {
-        let mut rng = Rng::new(seed);
-        let mut w = Workload::new(sync);
-        for _ in 0..ops {
-            let n = 1 + rng.below(6) as u32;
-            let op = match rng.below(20) {
-                0..=7 => Op::Append(n),
-                8..=10 => Op::AppendBatch(n + 2),
-                11..=12 => Op::Sync,
-                13..=16 => Op::Checkpoint,
-                17 => Op::Reopen,
-                18 => Op::ReopenWithCheckpoint,
-                _ => Op::DropReopen,
-            };
-            w.ops.push(op);
-        }
-        w
-    }
-
-    /// How many events the workload appends.
-    pub fn events(&self) -> u64 {
-        self.ops
-            .iter()
-            .map(|op| match op {
-                Op::Append(n) | Op::AppendBatch(n) => u64::from(*n),
-                _ => 0,
-            })
-            .sum()
-    }
-
-    /// The store options for a run on `fs`.
-    pub fn options(&self, fs: Arc<SimFs>) -> Options {
-        let sync = match self.sync {
-            SyncPolicy::Always => SyncPolicy::Always,
-            _ => SyncPolicy::Never,
-        };
-        Options::default()
-            .sync(sync)
-            .segment_bytes(self.segment_bytes)
-            .preallocate(self.preallocate)
-            .keep_snapshots(self.keep_snapshots)
-            .fs(fs)
-    }
-}
-
-/// A state for the checker's own runs: its digest depends on every event, its
-/// padding and their order, so equal states mean equal event sequences.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tally {
-    /// Events applied.
-    pub count: u64,
-    /// An order-sensitive digest of the events.
-    pub digest: u64,
-    /// The `n` of the last event.
-    pub last: u64,
-}
-
-/// The event of [`Tally`]: a number and some padding (to fill segments).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tick {
-    /// The event's index.
-    pub n: u64,
-    /// Padding, 64 to 383 bytes.
-    pub pad: Vec<u8>,
-}
-
-impl State for Tally {
-    type Event = Tick;
-    fn apply(&mut self, e: &Tick) {
-        let pad = e.pad.iter().fold(e.pad.len() as u64, |h, b| {
-            h.wrapping_mul(31).wrapping_add(u64::from(*b))
-        });
-        self.count += 1;
-        self.digest = self
-            .digest
-            .wrapping_mul(0x0000_0100_0000_01b3)
-            .wrapping_add(e.n ^ pad.rotate_left(32));
-        self.last = e.n;
-    }
-}
-
-/// The `n`-th event of the checker's own workloads: deterministic, with 64 to 383
-/// bytes of padding so that a 4 KiB segment holds about a dozen.
-pub fn tick(n: u64) -> Tick {
-    let len = 64 + (n.wrapping_mul(89) % 320) as usize;
-    Tick {
-        n,
-        pad: (0..len)
-            .map(|i| (n as usize).wrapping_add(i) as u8)
-            .collect(),
-    }
-}
-
 /// A contract violation found by the checker, with what it takes to reproduce it.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -759,84 +611,4 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(not a string)".to_owned())
-}
-
-/// Most operations [`crash_recovery_from_bytes`] decodes.
-pub const FUZZ_MAX_OPS: usize = 16;
-
-/// Decodes a fuzzer's bytes into a workload, a crash point and crash-image choices,
-/// runs that one check with [`Tally`], and panics if the contract is violated. Never
-/// panics otherwise, whatever the bytes; the work is bounded (at most
-/// [`FUZZ_MAX_OPS`] operations of at most 8 events). It is
-/// [`check_from_bytes`] with snapwal's own test state.
-///
-/// ```
-/// snapwal::check::crash_recovery_from_bytes(&[0, 7, 0, 3, 0x10, 3, 0x21, 0xff, 0x0f]);
-/// ```
-pub fn crash_recovery_from_bytes(data: &[u8]) {
-    check_from_bytes::<Tally, _>(data, tick);
-}
-
-/// The body of a cargo-fuzz crash-recovery target for your own state: decodes the
-/// fuzzer's bytes into a workload, a crash point and crash-image choices, runs that
-/// one check with `S` and the deterministic event maker `events` (the `i`-th event,
-/// from 1), and panics if the contract is violated. Never panics otherwise; the work
-/// is bounded (at most [`FUZZ_MAX_OPS`] operations of at most 8 events).
-///
-/// Layout: byte 0: bit 0 sync policy (`Never` if set, else `Always`), bit 1
-/// preallocate, bit 2 keep one snapshot instead of two; bytes 1–2: the crash point
-/// (little-endian, taken modulo the crash-free run's call count plus one); byte 3:
-/// the number of operations (modulo `FUZZ_MAX_OPS + 1`); then one byte per operation
-/// (low 3 bits the kind, the rest the count); every byte left is eight crash choices,
-/// least significant bit first (`false` once they run out).
-#[expect(
-    clippy::panic,
-    reason = "a contract violation must fail the fuzz target"
-)]
-pub fn check_from_bytes<S, G>(data: &[u8], events: G)
-where
-    S: State + PartialEq + fmt::Debug,
-    G: Fn(u64) -> S::Event,
-{
-    let mut bytes = data.iter().copied();
-    let flags = bytes.next().unwrap_or(0);
-    let point = u16::from_le_bytes([bytes.next().unwrap_or(0), bytes.next().unwrap_or(0)]);
-    let n_ops = usize::from(bytes.next().unwrap_or(0)) % (FUZZ_MAX_OPS + 1);
-    let mut w = Workload::new(if flags & 1 == 1 {
-        SyncPolicy::Never
-    } else {
-        SyncPolicy::Always
-    });
-    w.preallocate = flags & 2 != 0;
-    w.keep_snapshots = if flags & 4 != 0 { 1 } else { 2 };
-    for b in bytes.by_ref().take(n_ops) {
-        let n = 1 + u32::from(b >> 3) % 8;
-        w.ops.push(match b & 7 {
-            0 | 1 => Op::Append(n),
-            2 => Op::AppendBatch(n),
-            3 => Op::Sync,
-            4 => Op::Checkpoint,
-            5 => Op::Reopen,
-            6 => Op::ReopenWithCheckpoint,
-            _ => Op::DropReopen,
-        });
-    }
-    let bits: Vec<bool> = bytes
-        .flat_map(|b| (0..8).map(move |i| b >> i & 1 == 1))
-        .collect();
-    let checker = Checker::<S, G>::new(w, events);
-    let total = match checker.total_calls() {
-        Ok(t) => t,
-        Err(f) => panic!(
-            "snapwal crash-consistency violation: {f}\nworkload: {:?}",
-            checker.workload
-        ),
-    };
-    let point = u64::from(point) % (total + 1);
-    if let Err(f) = checker.check_one(point, &Choices::Bits(bits)) {
-        panic!(
-            "snapwal crash-consistency violation: {f}\nworkload: {:?}",
-            checker.workload
-        );
-    }
 }

@@ -1,0 +1,265 @@
+//! Opening a store: take the lock, recover the newest valid snapshot and the WAL
+//! after it, publish.
+//!
+//! # Invariants kept here
+//!
+//! - **I7 Exclusive**: the directory lock is taken before anything is read.
+//! - **I2 Prefix / I6 Bad input**: a snapshot that does not validate is skipped (and
+//!   moved aside once recovery succeeds); the WAL replay checks every record's CRC
+//!   and seq ([`wal::replay`]); damage that recovery cannot call a torn tail is a
+//!   typed error naming the file and offset.
+//! - **I1 Durability**: what recovery read is synced before new appends are
+//!   acknowledged after it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use super::{Inner, Stop, Store};
+use crate::checkpoint::Checkpoints;
+use crate::error::{Error, Result};
+use crate::position::{Position, Positions};
+use crate::wal::{self, Wal, WalOptions};
+use crate::{snapshot, Options, Seq, State, SyncPolicy, Versioned};
+
+/// What [`Store::open`] found and did.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    /// The seq of the recovered state.
+    pub seq: Seq,
+    /// The snapshot recovery started from (its seq), if any.
+    pub snapshot_seq: Option<Seq>,
+    /// Snapshots that failed validation and were skipped, with the reason. Once
+    /// recovery succeeds they are renamed to `<name>.corrupt`, kept for inspection.
+    pub snapshots_skipped: Vec<(PathBuf, String)>,
+    /// Records replayed from the WAL.
+    pub records_replayed: u64,
+    /// Bytes of those records.
+    pub bytes_replayed: u64,
+    /// A torn tail that was cut: (segment, offset, bytes).
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// Segments moved aside under [`RecoveryPolicy::SalvagePrefix`](crate::RecoveryPolicy::SalvagePrefix).
+    pub quarantined: Vec<PathBuf>,
+    /// Snapshot temp files left by a crash and removed.
+    pub temp_files_removed: usize,
+    /// Time recovery took.
+    pub elapsed: Duration,
+}
+
+type SnapshotBody<S> = (S, Vec<(String, Position)>);
+
+fn random_id() -> u64 {
+    let mut buf = [0u8; 8];
+    match rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::empty()) {
+        Ok(8) => u64::from_le_bytes(buf),
+        // Extremely unlikely; the id only guards against mixing files of two stores.
+        _ => {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            t ^ (u64::from(std::process::id()) << 32)
+        }
+    }
+}
+
+impl<S: State> Store<S> {
+    /// Opens (creating if needed) the store in `dir`, takes its lock and recovers.
+    ///
+    /// Recovery: remove snapshot temp files left by a crash → load the newest snapshot
+    /// that validates (falling back to older ones, logging why) → replay the WAL
+    /// records after it → cut a torn tail (per [`Options::recovery`]) → sync what was
+    /// recovered → publish. A second `open` of the same directory, from this process
+    /// or another, fails with [`Error::Locked`] while this store is open.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Default, Serialize, Deserialize)]
+    /// # struct Counter { total: i64 }
+    /// # impl snapwal::State for Counter {
+    /// #     type Event = i64;
+    /// #     fn apply(&mut self, n: &i64) { self.total += n }
+    /// # }
+    /// let dir = tempfile::tempdir()?;
+    /// let store = snapwal::Store::<Counter>::open(dir.path(), snapwal::Options::default())?;
+    /// store.append(&5)?;
+    /// assert_eq!(store.current().total, 5);
+    /// assert!(matches!(
+    ///     snapwal::Store::<Counter>::open(dir.path(), snapwal::Options::default()),
+    ///     Err(snapwal::Error::Locked { .. })
+    /// ));
+    /// store.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
+        Self::open_with_report(dir, options).map(|(s, _)| s)
+    }
+
+    /// Like [`Store::open`], also returning what recovery found.
+    pub fn open_with_report(dir: impl AsRef<Path>, options: Options) -> Result<(Self, OpenReport)> {
+        let start = Instant::now();
+        options.validate()?;
+        let fs = Arc::clone(&options.fs);
+        let dir = dir.as_ref().to_path_buf();
+        let wal_dir = dir.join("wal");
+        let snap_dir = dir.join("snap");
+        for d in [&dir, &wal_dir, &snap_dir] {
+            fs.create_dir_all(d)
+                .map_err(|e| Error::io("create dir", d, e))?;
+        }
+        // A directory just created is durable only once its parent is synced: without
+        // this a power loss could drop `wal/` and every acknowledged record in it.
+        let parent = match dir.parent() {
+            Some(p) if p.as_os_str().is_empty() => Some(Path::new(".")),
+            p => p,
+        };
+        for d in parent.into_iter().chain([dir.as_path()]) {
+            fs.sync_dir(d).map_err(|e| Error::io("fsync dir", d, e))?;
+        }
+        let lock_path = dir.join("LOCK");
+        let guard = fs.lock(&lock_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Locked {
+                path: lock_path.clone(),
+            },
+            _ => Error::io("lock", &lock_path, e),
+        })?;
+        let mut report = OpenReport {
+            temp_files_removed: snapshot::remove_temps(fs.as_ref(), &snap_dir)?,
+            ..OpenReport::default()
+        };
+
+        // Newest valid snapshot, falling back to older ones.
+        let mut base: Option<(Seq, u64, SnapshotBody<S>)> = None;
+        // The newest snapshot that failed validation: its seq and why.
+        let mut first_skip: Option<(Seq, Error)> = None;
+        for (seq, path) in snapshot::list(fs.as_ref(), &snap_dir)?.into_iter().rev() {
+            match snapshot::load::<SnapshotBody<S>>(fs.as_ref(), &path, None) {
+                Ok((h, body)) => {
+                    base = Some((seq, h.store_id, body));
+                    break;
+                }
+                Err(e @ (Error::UnsupportedVersion { .. } | Error::Decode { .. })) => {
+                    return Err(e)
+                }
+                Err(e) => {
+                    tracing::warn!(snapshot = %path.display(), error = %e,
+                        "snapshot does not validate; falling back to an older one");
+                    report.snapshots_skipped.push((path, e.to_string()));
+                    first_skip.get_or_insert((seq, e));
+                }
+            }
+        }
+        let (snap_seq, snap_id, (mut state, saved_positions)) = match base {
+            Some((seq, id, body)) => (seq, Some(id), body),
+            None => (0, None, (S::default(), Vec::new())),
+        };
+        report.snapshot_seq = snap_id.map(|_| snap_seq);
+
+        let replayed =
+            wal::replay(
+                fs.as_ref(),
+                &wal_dir,
+                snap_seq,
+                snap_id,
+                options.recovery,
+                |rec, path| {
+                    let (event, rest) = postcard::take_from_bytes::<S::Event>(rec.payload)
+                        .map_err(|source| Error::Decode {
+                            path: path.into(),
+                            offset: rec.offset,
+                            source,
+                        })?;
+                    if !rest.is_empty() {
+                        return Err(Error::corrupt(path, rec.offset, "event has trailing bytes"));
+                    }
+                    state.apply(&event);
+                    Ok(())
+                },
+            );
+        let replayed = match (replayed, first_skip) {
+            // A skipped snapshot explains a WAL that does not reach back far enough.
+            (Err(Error::MissingRecords { .. }), Some((_, skip))) => return Err(skip),
+            // So does a WAL that ends before the newest skipped snapshot (its seq was
+            // acknowledged): recovering short of it would lose data in silence.
+            (Ok(r), Some((skipped_seq, skip)))
+                if options.recovery != crate::RecoveryPolicy::SalvagePrefix
+                    && r.next_seq <= skipped_seq =>
+            {
+                return Err(skip)
+            }
+            (r, _) => r?,
+        };
+        let seq = replayed.next_seq - 1;
+        let store_id = replayed.store_id.or(snap_id).unwrap_or_else(random_id);
+        report.seq = seq;
+        report.records_replayed = replayed.records_replayed;
+        report.bytes_replayed = replayed.bytes_replayed;
+        report.torn_tail = replayed.torn_tail;
+        report.quarantined = replayed.quarantined;
+        // Recovery succeeded without the damaged snapshots: move them aside, so a
+        // checkpoint at the same seq can install a good one (installs never replace).
+        for (path, _) in &report.snapshots_skipped {
+            match crate::fs::move_aside(fs.as_ref(), path) {
+                Ok(aside) => report.quarantined.push(aside),
+                Err(e) => tracing::warn!(snapshot = %path.display(), error = %e,
+                    "could not move a damaged snapshot aside"),
+            }
+        }
+        if !report.snapshots_skipped.is_empty() {
+            fs.sync_dir(&snap_dir)
+                .map_err(|e| Error::io("fsync dir", &snap_dir, e))?;
+        }
+
+        let wal = Wal::new(
+            Arc::clone(&fs),
+            wal_dir,
+            store_id,
+            replayed.next_seq,
+            WalOptions {
+                segment_bytes: options.segment_bytes,
+                preallocate: options.preallocate,
+            },
+        );
+        let current = Arc::new(Versioned { seq, state });
+        let inner = Arc::new(Inner {
+            fs,
+            dir,
+            snap_dir,
+            store_id,
+            wal,
+            writer: Mutex::new(Arc::clone(&current)),
+            published: ArcSwap::new(current),
+            positions: Positions::from_saved(saved_positions),
+            ck: Checkpoints::new(snap_seq),
+            stop: Stop::default(),
+            _lock: guard,
+            options,
+        });
+        let store = Store {
+            inner,
+            threads: Mutex::new(Vec::new()),
+            checkpointer: Mutex::new(None),
+        };
+        if let SyncPolicy::Interval(every) = store.inner.options.sync {
+            store.spawn("snapwal-sync", move |inner: &Inner<S>| {
+                while !inner.stop.wait(every) {
+                    if let Err(e) = inner.wal.sync_all() {
+                        tracing::error!(error = %e, "interval sync failed");
+                    }
+                }
+            })?;
+        }
+        report.elapsed = start.elapsed();
+        tracing::info!(
+            dir = %store.inner.dir.display(),
+            seq,
+            snapshot_seq = snap_seq,
+            records_replayed = report.records_replayed,
+            bytes_replayed = report.bytes_replayed,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "store opened"
+        );
+        Ok((store, report))
+    }
+}

@@ -1,0 +1,265 @@
+//! Replay: reading the segments back at open, checking every record, cutting a torn
+//! tail, and moving damage aside under `SalvagePrefix`.
+//!
+//! # Invariants kept here
+//!
+//! - **I2 Prefix**: records are applied only in seq order, each exactly the previous
+//!   plus one, across segment boundaries; a gap is [`Error::MissingRecords`] or
+//!   corruption, never skipped.
+//! - **I6 Bad input**: every header and record is checked ([`format`]); only the last
+//!   segment may end torn; every other damage is a typed error naming file and offset.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::{self, HeaderError, Record, RecordScan, ScanEnd, SegmentHeader};
+use crate::fs::Fs;
+use crate::{RecoveryPolicy, Seq};
+
+/// Lists the segments in `dir`, sorted by first seq.
+pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<(Seq, PathBuf)>> {
+    let names = fs.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    Ok(format::numbered(&names, dir, "wal"))
+}
+
+/// What [`replay`] found.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayReport {
+    /// The seq the next appended record gets.
+    pub next_seq: Seq,
+    /// The store id read from the segments, if any segment was read.
+    pub store_id: Option<u64>,
+    /// Segments read.
+    pub segments_read: usize,
+    /// Records passed to the callback.
+    pub records_replayed: u64,
+    /// Payload and frame bytes of those records.
+    pub bytes_replayed: u64,
+    /// A torn tail that was cut: (segment, offset, bytes).
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// Segments moved aside by [`RecoveryPolicy::SalvagePrefix`].
+    pub quarantined: Vec<PathBuf>,
+}
+
+fn header_error(path: &Path, e: HeaderError) -> Error {
+    match e {
+        HeaderError::BadMagic => Error::BadMagic { path: path.into() },
+        HeaderError::Version(found) => Error::UnsupportedVersion {
+            path: path.into(),
+            found,
+            supported: format::VERSION,
+        },
+        HeaderError::Short => Error::corrupt(path, 0, "file is shorter than its header"),
+        HeaderError::Zeroed => Error::corrupt(path, 0, "header is all zeros"),
+        HeaderError::Checksum { stored, computed } => Error::corrupt(
+            path,
+            0,
+            format!("header checksum mismatch (stored {stored:08x}, computed {computed:08x})"),
+        ),
+    }
+}
+
+/// Replays the log in `dir` from seq `after + 1`, calling `apply` for each record in
+/// order, and prepares the directory for appending (see [`ReplayReport`]).
+///
+/// Segments wholly at or below `after` are not read. The last segment may end in a
+/// torn record: it is cut (logically: later appends go to a new segment) with a
+/// warning, or refused under [`RecoveryPolicy::Strict`]. Any other damage is an error
+/// naming the file and offset, unless the policy is [`RecoveryPolicy::SalvagePrefix`].
+pub fn replay(
+    fs: &dyn Fs,
+    dir: &Path,
+    after: Seq,
+    store_id: Option<u64>,
+    policy: RecoveryPolicy,
+    mut apply: impl FnMut(Record<'_>, &Path) -> Result<()>,
+) -> Result<ReplayReport> {
+    let segments = list_segments(fs, dir)?;
+    let mut report = ReplayReport {
+        next_seq: after + 1,
+        store_id,
+        ..ReplayReport::default()
+    };
+    let Some(start) = segments.iter().rposition(|(first, _)| *first <= after + 1) else {
+        return match segments.first() {
+            None => Ok(report),
+            Some((_, path)) => Err(Error::MissingRecords {
+                needed: after + 1,
+                path: path.clone(),
+            }),
+        };
+    };
+    let needed = segments.get(start..).unwrap_or(&[]);
+    let mut expected = needed.first().map_or(after + 1, |(f, _)| *f);
+    // Where the previous segment's records ended early: (path, offset).
+    let mut prev_torn: Option<(PathBuf, u64)> = None;
+    let mut read: Vec<&PathBuf> = Vec::new();
+    for (i, (first, path)) in needed.iter().enumerate() {
+        let is_last = i + 1 == needed.len();
+        // Damage here: salvage from segment `from` on, or fail (per the policy).
+        let next_seq = expected.max(after + 1);
+        let give_up = |err: Error, from: usize, report: ReplayReport| {
+            let rest = needed.get(from..).unwrap_or(&[]);
+            salvage(fs, dir, policy, err, rest, next_seq, report)
+        };
+        if *first != expected {
+            let err = match (&prev_torn, *first > expected) {
+                (Some((p, off)), _) => Error::corrupt(
+                    p,
+                    *off,
+                    format!(
+                        "records end at seq {} but the next segment starts at {first}",
+                        expected - 1
+                    ),
+                ),
+                (None, true) => Error::MissingRecords {
+                    needed: expected,
+                    path: path.clone(),
+                },
+                (None, false) => Error::corrupt(
+                    path,
+                    0,
+                    format!("segment starts at seq {first} but seq {expected} was expected"),
+                ),
+            };
+            // A damaged segment with no valid record is named after the next seq: it
+            // goes aside too, or the next append could not create its segment.
+            let from = match (&prev_torn, needed.get(i.saturating_sub(1))) {
+                (Some(_), Some((prev_first, _))) if *prev_first == expected => i.saturating_sub(1),
+                _ => i,
+            };
+            return give_up(err, from, report);
+        }
+        let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
+        let header = match SegmentHeader::decode(&bytes) {
+            Ok(h) => h,
+            Err(HeaderError::Short | HeaderError::Zeroed) if is_last => {
+                // Created but never written before a crash: it holds no record.
+                drop(bytes);
+                remove_empty_segment(fs, dir, path)?;
+                break;
+            }
+            Err(e @ (HeaderError::BadMagic | HeaderError::Version(_))) => {
+                return Err(header_error(path, e))
+            }
+            Err(e) => {
+                let err = header_error(path, e);
+                return give_up(err, i, report);
+            }
+        };
+        if header.first_seq != *first {
+            let err = Error::corrupt(
+                path,
+                12,
+                format!(
+                    "header says first seq {} but the name says {first}",
+                    header.first_seq
+                ),
+            );
+            return give_up(err, i, report);
+        }
+        match report.store_id {
+            Some(id) if id != header.store_id => {
+                return Err(Error::ForeignFile {
+                    path: path.clone(),
+                    expected: id,
+                    found: header.store_id,
+                })
+            }
+            _ => report.store_id = Some(header.store_id),
+        }
+        report.segments_read += 1;
+        read.push(path);
+        let mut scan = RecordScan::new(&bytes, *first);
+        for rec in scan.by_ref() {
+            if rec.seq > after {
+                report.records_replayed += 1;
+                report.bytes_replayed += format::frame_len(rec.payload.len()) as u64;
+                apply(rec, path)?;
+            }
+        }
+        expected = scan.next_seq();
+        prev_torn = None;
+        match scan.end() {
+            Some(ScanEnd::Torn {
+                offset,
+                bytes: torn,
+                reason,
+            }) => {
+                if is_last {
+                    if policy == RecoveryPolicy::Strict {
+                        return Err(Error::TornTail {
+                            path: path.clone(),
+                            offset: *offset,
+                            bytes: *torn,
+                        });
+                    }
+                    tracing::warn!(
+                        segment = %path.display(),
+                        offset = *offset,
+                        bytes = *torn,
+                        reason = %reason,
+                        "cut torn tail of the WAL: {torn} bytes after the last valid record"
+                    );
+                    report.torn_tail = Some((path.clone(), *offset, *torn));
+                } else {
+                    tracing::debug!(segment = %path.display(), offset = *offset, bytes = *torn,
+                        "bytes after the last record of a sealed segment are ignored");
+                    prev_torn = Some((path.clone(), *offset));
+                }
+            }
+            Some(ScanEnd::Clean { .. }) | None => {}
+        }
+        if is_last && expected == *first {
+            // No valid record at all: its name would clash with the next segment.
+            drop(bytes);
+            read.pop();
+            remove_empty_segment(fs, dir, path)?;
+        }
+    }
+    // What was read may have come from the page cache of a crashed process: make it
+    // durable before new records, acknowledged as durable, are written after it.
+    for path in read {
+        fs.open_write(path)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| Error::io("fdatasync", path, e))?;
+    }
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync dir", dir, e))?;
+    report.next_seq = expected.max(after + 1);
+    Ok(report)
+}
+
+fn remove_empty_segment(fs: &dyn Fs, dir: &Path, path: &Path) -> Result<()> {
+    tracing::warn!(segment = %path.display(), "removing a WAL segment that holds no valid record");
+    fs.remove_file(path)
+        .map_err(|e| Error::io("remove empty segment", path, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))
+}
+
+/// Under [`RecoveryPolicy::SalvagePrefix`], moves `rest` aside and ends the replay at
+/// the valid prefix; under any other policy returns `err`.
+fn salvage(
+    fs: &dyn Fs,
+    dir: &Path,
+    policy: RecoveryPolicy,
+    err: Error,
+    rest: &[(Seq, PathBuf)],
+    next_seq: Seq,
+    mut report: ReplayReport,
+) -> Result<ReplayReport> {
+    if policy != RecoveryPolicy::SalvagePrefix {
+        return Err(err);
+    }
+    tracing::error!(error = %err, segments = rest.len(),
+        "WAL damaged; keeping the valid prefix and moving later segments aside");
+    for (_, path) in rest {
+        let aside =
+            crate::fs::move_aside(fs, path).map_err(|e| Error::io("rename aside", path, e))?;
+        report.quarantined.push(aside);
+    }
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync dir", dir, e))?;
+    report.next_seq = next_seq;
+    Ok(report)
+}
