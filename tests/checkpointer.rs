@@ -5,46 +5,18 @@ mod common;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::hooked::{HookedFs, Op};
 use common::*;
 use snapwal::{CheckpointOutcome, CheckpointerConfig, CloseOptions, Position, Store, SyncPolicy};
 
-/// Every log line of this test binary, from every thread.
-fn global_logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let w = Writer(Arc::clone(&buf));
-        let sub = tracing_subscriber::fmt()
-            .with_writer(move || w.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        tracing::subscriber::set_global_default(sub).expect("global subscriber");
-        buf
-    })
-}
-
-#[derive(Clone)]
-struct Writer(Arc<Mutex<Vec<u8>>>);
-impl io::Write for Writer {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Log lines that mention `dir`.
+/// Log lines that mention `dir`, from every thread.
 fn lines_for(dir: &Path) -> Vec<String> {
-    let text = String::from_utf8_lossy(&global_logs().lock().unwrap()).into_owned();
     let key = dir.display().to_string();
-    text.lines()
+    logs::all()
+        .lines()
         .filter(|l| l.contains(&key))
         .map(str::to_owned)
         .collect()
@@ -113,7 +85,7 @@ fn faulty_opts(f: &Arc<FaultFs>) -> snapwal::Options {
 
 #[test]
 fn periodic_checkpointer_runs_and_logs_every_field() {
-    global_logs();
+    logs::install();
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), SyncPolicy::Never);
     assert!(store

@@ -96,23 +96,39 @@ pub fn snapshots(dir: &Path) -> Vec<std::path::PathBuf> {
     v
 }
 
-/// A tracing subscriber that captures formatted log lines for assertions.
+/// Log capture: one global subscriber, installed once per test binary, that writes
+/// every event to a buffer of all lines and to the buffer of the capturing thread.
+///
+/// A per-thread subscriber (`tracing::subscriber::with_default`) misses events when
+/// tests run in parallel threads (callsite interest is cached across threads), so the
+/// one subscriber routes by thread instead.
 pub mod logs {
+    use std::cell::RefCell;
     use std::io::Write;
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Mutex, OnceLock};
 
-    #[derive(Clone, Default)]
-    pub struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Captured {
-        pub fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-        }
+    thread_local! {
+        static CAPTURE: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
     }
 
-    impl Write for Captured {
+    fn all_lines() -> &'static Mutex<Vec<u8>> {
+        static ALL: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        &ALL
+    }
+
+    struct Router;
+
+    impl Write for Router {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
+            CAPTURE.with(|c| {
+                if let Some(buf) = c.borrow_mut().as_mut() {
+                    buf.extend_from_slice(b);
+                }
+            });
+            all_lines()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(b);
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -120,17 +136,35 @@ pub mod logs {
         }
     }
 
-    /// Runs `f` with a capturing subscriber on this thread; returns the log text.
+    /// Installs the global subscriber (once; later calls do nothing).
+    pub fn install() {
+        static ONCE: OnceLock<()> = OnceLock::new();
+        ONCE.get_or_init(|| {
+            let sub = tracing_subscriber::fmt()
+                .with_writer(|| Router)
+                .with_ansi(false)
+                .with_max_level(tracing::Level::DEBUG)
+                .finish();
+            tracing::subscriber::set_global_default(sub).expect("the only global subscriber");
+        });
+    }
+
+    /// Runs `f`, returning what it logged on this thread.
     pub fn capture<T>(f: impl FnOnce() -> T) -> (T, String) {
-        let cap = Captured::default();
-        let w = cap.clone();
-        let sub = tracing_subscriber::fmt()
-            .with_writer(move || w.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish();
-        let out = tracing::subscriber::with_default(sub, f);
-        (out, cap.text())
+        install();
+        let previous = CAPTURE.with(|c| c.borrow_mut().replace(Vec::new()));
+        let out = f();
+        let got = CAPTURE.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+        (
+            out,
+            String::from_utf8_lossy(&got.unwrap_or_default()).into_owned(),
+        )
+    }
+
+    /// Every line logged so far in this test binary, from every thread.
+    pub fn all() -> String {
+        install();
+        String::from_utf8_lossy(&all_lines().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 }
 
@@ -153,6 +187,14 @@ pub mod hooked {
         SyncData,
         /// `Fs::remove_file`.
         Remove,
+        /// `Fs::create_new` (the hook runs before the file is created).
+        Create,
+        /// `Fs::rename_noreplace` (the path is the source).
+        Rename,
+        /// `Fs::sync_dir`.
+        SyncDir,
+        /// `FsFile::allocate`.
+        Allocate,
     }
 
     type Hook = dyn Fn(Op, &Path) -> io::Result<()> + Send + Sync;
@@ -198,6 +240,7 @@ pub mod hooked {
             self.inner.sync_data()
         }
         fn allocate(&self, len: u64) -> io::Result<()> {
+            (self.hook)(Op::Allocate, &self.path)?;
             self.inner.allocate(len)
         }
         fn set_len(&self, len: u64) -> io::Result<()> {
@@ -210,6 +253,7 @@ pub mod hooked {
             RealFs.create_dir_all(p)
         }
         fn create_new(&self, p: &Path) -> io::Result<Box<dyn FsFile>> {
+            (self.0)(Op::Create, p)?;
             Ok(Box::new(HookedFile {
                 inner: RealFs.create_new(p)?,
                 path: p.to_path_buf(),
@@ -226,6 +270,7 @@ pub mod hooked {
             RealFs.list(p)
         }
         fn rename_noreplace(&self, a: &Path, b: &Path) -> io::Result<()> {
+            (self.0)(Op::Rename, a)?;
             RealFs.rename_noreplace(a, b)
         }
         fn remove_file(&self, p: &Path) -> io::Result<()> {
@@ -233,6 +278,7 @@ pub mod hooked {
             RealFs.remove_file(p)
         }
         fn sync_dir(&self, p: &Path) -> io::Result<()> {
+            (self.0)(Op::SyncDir, p)?;
             RealFs.sync_dir(p)
         }
         fn lock(&self, p: &Path) -> io::Result<Box<dyn LockGuard>> {
