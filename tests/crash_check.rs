@@ -1,6 +1,6 @@
 //! Crash consistency: the simulated file system loses exactly what its model says, and
 //! every crash point of small and sampled workloads recovers a state the contract allows.
-#![cfg(feature = "sim")]
+#![cfg(feature = "testing")]
 
 use std::io;
 use std::path::Path;

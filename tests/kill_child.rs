@@ -3,6 +3,13 @@
 //! the parent kills it, reopens the directory, and finds at least every acknowledged
 //! seq and exactly the state after events `1..=k`, round after round in one directory.
 //!
+//! A SIGKILL keeps the page cache, so this test alone cannot tell `Always` from
+//! `Never`: it checks the kernel-kill path (real processes, real files, the lock freed
+//! by the kernel). `power_loss_keeps_every_acknowledged_append_only_under_always`
+//! below pairs it with a simulated power loss, which drops what was not synced, and
+//! shows that the difference is seen; `tests/crash_check.rs` explores every crash
+//! point that way.
+//!
 //! The child is this test binary itself, re-executed to run only `child_appends` (an
 //! ignored test that does nothing unless `KILL_CHILD_DIR` is set).
 
@@ -145,5 +152,38 @@ fn open_checked(dir: &std::path::Path) -> Store<common::Ledger> {
     match Store::<common::Ledger>::open(dir, options()) {
         Ok(s) => s,
         Err(e) => panic!("recovery after SIGKILL failed: {e}"),
+    }
+}
+
+/// The pair of the kill test: a simulated power loss (every un-synced write and
+/// directory entry dropped) after appends keeps every acknowledged append under
+/// `Always`, and loses appends under `Never`, so a store that stopped syncing under
+/// `Always` fails here where the SIGKILL test cannot see it.
+#[cfg(feature = "testing")]
+#[test]
+fn power_loss_keeps_every_acknowledged_append_only_under_always() {
+    use snapwal::testing::sim::SimFs;
+    use std::sync::Arc;
+    for (sync, keeps_all) in [(SyncPolicy::Always, true), (SyncPolicy::Never, false)] {
+        let fs = Arc::new(SimFs::new(1));
+        let opts = options().sync(sync).preallocate(false).fs(fs.clone());
+        let store = Store::<common::Ledger>::open("/store", opts.clone()).unwrap();
+        let n = 50;
+        for seq in 1..=n {
+            assert_eq!(store.append(&event(seq)).unwrap(), seq);
+        }
+        drop(store);
+        let image = Arc::new(fs.crash_all_dropped());
+        let store = Store::<common::Ledger>::open("/store", opts.fs(image)).unwrap();
+        let expected: Vec<Entry> = (1..=store.seq()).map(event).collect();
+        assert_eq!(*store.current().state(), replayed(&expected));
+        if keeps_all {
+            assert_eq!(store.seq(), n, "{sync:?} lost an acknowledged append");
+        } else {
+            assert!(
+                store.seq() < n,
+                "{sync:?} kept un-synced appends after a power loss"
+            );
+        }
     }
 }

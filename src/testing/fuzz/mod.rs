@@ -78,7 +78,7 @@ pub struct FuzzState {
 impl State for FuzzState {
     type Event = FuzzEvent;
     fn apply(&mut self, e: &FuzzEvent) {
-        self.count += 1;
+        self.count = self.count.wrapping_add(1);
         self.digest = self
             .digest
             .wrapping_mul(0x100000001b3)
@@ -212,7 +212,7 @@ pub(super) fn check_store(files: Vec<(PathBuf, Vec<u8>)>, expect: &Expect, base:
 
 /// Fuzz target body: crash-recovery exploration driven by `data`; see
 /// [`check::crash_recovery_from_bytes`](crate::testing::check::crash_recovery_from_bytes).
-#[cfg(feature = "sim")]
+#[cfg(feature = "testing")]
 pub fn crash_recovery(data: &[u8]) {
     crate::testing::check::crash_recovery_from_bytes(data);
 }
