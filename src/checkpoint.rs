@@ -2,17 +2,25 @@
 //!
 //! # One checkpoint
 //!
-//! 1. Load the published `(seq, state)`: one atomic load, no lock. If a snapshot of
-//!    that seq exists already, stop ([`CheckpointOutcome::Unchanged`]).
-//! 2. Make the WAL durable through that seq (so the WAL always reaches every snapshot,
+//! 1. Read the source positions, *then* load the published `(seq, state)`: one atomic
+//!    load, no lock. In that order a saved position is never ahead of the state saved
+//!    with it (I10).
+//! 2. If the seq is the newest snapshot's: when the positions moved since the last
+//!    checkpoint, save them in a positions record ([`CheckpointOutcome::PositionsSaved`],
+//!    see [`position`](crate::position)); otherwise stop
+//!    ([`CheckpointOutcome::Unchanged`]).
+//! 3. Make the WAL durable through that seq (so the WAL always reaches every snapshot,
 //!    and an older snapshot plus the WAL can stand in for a damaged newer one).
-//! 3. Stream the state and the source positions into a unique temp file, `fdatasync`,
+//! 4. Stream the state and the positions into a unique temp file, `fdatasync`,
 //!    install with a no-replace rename, `fsync` the snapshot directory.
-//! 4. Cleanup, best-effort: prune snapshots beyond [`Options::keep_snapshots`], then
-//!    unlink the WAL segments whose every record is at or below the oldest retained
-//!    snapshot. Each failure is logged at ERROR with the file, the operation and the
-//!    error, counted, and returned in the report; it never fails the checkpoint.
-//!
+//! 5. Cleanup, best-effort: prune snapshots beyond [`Options::keep_snapshots`] and the
+//!    positions records a newer snapshot or record supersedes, then unlink the WAL
+//!    segments whose every record is at or below the *oldest retained* snapshot (also
+//!    for the final checkpoint of `close`: a damaged newest snapshot loses nothing).
+//!    Each failure is logged at ERROR with the file, the operation and the error,
+//!    counted, and returned in the report; it never fails the checkpoint. Once the store
+//!    is closing (cancelled), cleanup removes nothing.
+
 //! # No overlap
 //!
 //! An atomic flag (`compare_exchange` from `false` to `true`) admits one checkpoint at
@@ -25,6 +33,8 @@
 //!   pointer; nothing here takes a lock an appender takes.
 //! - **I4 Atomic files**: through [`snapshot::write_cancellable`].
 //! - **I5 Truncation is unlink**: cleanup calls [`Wal::purge_through`].
+//! - **I10 Positions never run ahead**: positions are read before the state, and saved
+//!   when they moved even if the state did not.
 //!
 //! [`Options::keep_snapshots`]: crate::Options::keep_snapshots
 
@@ -37,7 +47,7 @@ use arc_swap::ArcSwap;
 
 use crate::error::Result;
 use crate::fs::Fs;
-use crate::position::Positions;
+use crate::position::{self, Positions, Saved};
 use crate::scheduler::SLOW_DEFAULT;
 use crate::util::lock;
 use crate::wal::Wal;
@@ -53,7 +63,11 @@ pub enum CheckpointOutcome {
     Written,
     /// A snapshot of this seq was already on disk (installed by an earlier run); kept.
     AlreadyExisted,
-    /// Nothing was appended since the last snapshot; nothing written.
+    /// Nothing was appended since the last snapshot, but source positions moved: they
+    /// were saved in a positions record (see [`position`](crate::position)).
+    PositionsSaved,
+    /// Nothing was appended and no position moved since the last checkpoint; nothing
+    /// written.
     Unchanged,
     /// Another checkpoint is running; this one did nothing.
     Busy,
@@ -247,6 +261,7 @@ pub(crate) struct Source<'a, S> {
     pub(crate) fs: &'a dyn Fs,
     pub(crate) dir: &'a Path,
     pub(crate) snap_dir: &'a Path,
+    pub(crate) pos_dir: &'a Path,
     pub(crate) store_id: u64,
     pub(crate) keep_snapshots: usize,
     pub(crate) wal: &'a Wal,
@@ -269,11 +284,16 @@ pub(crate) struct Checkpoints {
     pub(crate) stats: Stats,
     /// Checkpoints slower than this log a WARN (nanoseconds).
     slow_ns: AtomicU64,
+    /// The positions the newest snapshot or positions record holds.
+    saved: Mutex<Saved>,
+    /// The generation of the next positions record.
+    next_generation: AtomicU64,
 }
 
 impl Checkpoints {
-    /// Bookkeeping for a store whose newest snapshot is of `last_snapshot_seq`.
-    pub(crate) fn new(last_snapshot_seq: Seq) -> Self {
+    /// Bookkeeping for a store whose newest snapshot is of `last_snapshot_seq`, whose
+    /// saved positions are `saved`, and whose next positions record is `next_generation`.
+    pub(crate) fn new(last_snapshot_seq: Seq, saved: Saved, next_generation: u64) -> Self {
         Checkpoints {
             running: AtomicBool::new(false),
             cancel: AtomicBool::new(false),
@@ -281,6 +301,8 @@ impl Checkpoints {
             wal_bytes_at_checkpoint: AtomicU64::new(0),
             stats: Stats::default(),
             slow_ns: AtomicU64::new(SLOW_DEFAULT.as_nanos() as u64),
+            saved: Mutex::new(saved),
+            next_generation: AtomicU64::new(next_generation),
         }
     }
 
@@ -304,7 +326,6 @@ impl Checkpoints {
         &self,
         src: &Source<'_, S>,
         mode: CheckpointMode,
-        truncate_all: bool,
     ) -> Result<CheckpointReport> {
         if self
             .running
@@ -319,12 +340,10 @@ impl Checkpoints {
         }
         let _running = Running(&self.running);
         let start = Instant::now();
-        let result = self
-            .checkpoint_inner(src, mode, truncate_all)
-            .map(|mut rep| {
-                rep.elapsed = start.elapsed();
-                rep
-            });
+        let result = self.checkpoint_inner(src, mode).map(|mut rep| {
+            rep.elapsed = start.elapsed();
+            rep
+        });
         match &result {
             Err(crate::Error::Cancelled) => tracing::info!(
                 dir = %src.dir.display(),
@@ -379,17 +398,20 @@ impl Checkpoints {
         &self,
         src: &Source<'_, S>,
         mode: CheckpointMode,
-        truncate_all: bool,
     ) -> Result<CheckpointReport> {
+        // Positions first, then the state: a saved position is never ahead of the state
+        // saved with it (I10). The other order lets a reader append event k+1 and move
+        // its position between the two reads.
+        let positions = src.positions.save();
         let v = src.published.load_full();
         let prev = self.last_snapshot_seq.load(Ordering::Acquire);
         let mut rep = CheckpointReport::new(mode, CheckpointOutcome::Unchanged, v.seq());
         rep.log_records = v.seq().saturating_sub(prev);
         self.wal_bytes_at_checkpoint
             .store(src.wal.staged_bytes(), Ordering::Relaxed);
+        let moved = *lock(&self.saved) != positions;
         if v.seq() > prev {
             src.wal.sync_through(v.seq())?;
-            let positions = src.positions.save();
             let written = snapshot::write_cancellable(
                 src.fs,
                 src.snap_dir,
@@ -405,56 +427,115 @@ impl Checkpoints {
             };
             rep.snapshot_bytes = written.bytes;
             self.last_snapshot_seq.fetch_max(v.seq(), Ordering::AcqRel);
+            *lock(&self.saved) = positions;
+            // Every positions record is older than this snapshot now.
+            self.prune_position_records(src, &mut rep, None);
+        } else if moved {
+            // The state is the newest snapshot's (so durable); only positions moved.
+            src.wal.sync_through(v.seq())?;
+            let generation = self.next_generation.fetch_add(1, Ordering::AcqRel);
+            rep.snapshot_bytes = position::write_record(
+                src.fs,
+                src.pos_dir,
+                generation,
+                src.store_id,
+                v.seq(),
+                &positions,
+                &self.cancel,
+            )?;
+            rep.outcome = CheckpointOutcome::PositionsSaved;
+            *lock(&self.saved) = positions;
+            self.prune_position_records(src, &mut rep, Some(generation));
         }
-        self.cleanup(src, &mut rep, truncate_all);
+        self.cleanup(src, &mut rep);
         Ok(rep)
     }
 
-    /// Prunes old snapshots and unlinks covered segments; failures go in the report.
-    fn cleanup<S>(&self, src: &Source<'_, S>, rep: &mut CheckpointReport, truncate_all: bool) {
-        let fail = |rep: &mut CheckpointReport, path: PathBuf, op: &'static str, e: String| {
-            tracing::error!(dir = %src.dir.display(), file = %path.display(), op, error = %e, "checkpoint cleanup failed");
-            rep.cleanup_failures
-                .push(CleanupFailure { path, op, error: e });
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Acquire)
+    }
+
+    /// Removes every positions record but `keep` (best-effort, like all cleanup).
+    fn prune_position_records<S>(
+        &self,
+        src: &Source<'_, S>,
+        rep: &mut CheckpointReport,
+        keep: Option<u64>,
+    ) {
+        let records = match snapshot::list(src.fs, src.pos_dir) {
+            Ok(r) => r,
+            Err(e) => return cleanup_failed(src, rep, src.pos_dir.to_path_buf(), "list", e),
         };
+        for (generation, path) in records {
+            if Some(generation) == keep || self.cancelled() {
+                continue;
+            }
+            match src.fs.remove_file(&path) {
+                Ok(()) => rep.snapshots_pruned += 1,
+                Err(e) => cleanup_failed(src, rep, path, "prune positions record", e),
+            }
+        }
+    }
+
+    /// Prunes snapshots beyond `keep_snapshots`, then unlinks the WAL segments the
+    /// oldest retained snapshot covers; failures go in the report. Nothing is removed
+    /// once the store is closing (`cancel`): when `close` returns, nothing of the store
+    /// touches the directory.
+    fn cleanup<S>(&self, src: &Source<'_, S>, rep: &mut CheckpointReport) {
+        if self.cancelled() {
+            return;
+        }
         let keep = src.keep_snapshots;
         let snaps = match snapshot::list(src.fs, src.snap_dir) {
             Ok(s) => s,
-            Err(e) => return fail(rep, src.snap_dir.to_path_buf(), "list", e.to_string()),
+            Err(e) => return cleanup_failed(src, rep, src.snap_dir.to_path_buf(), "list", e),
         };
         let excess = snaps.len().saturating_sub(keep);
         let (old, kept) = snaps.split_at(excess);
         for (_, path) in old {
+            if self.cancelled() {
+                return;
+            }
             match src.fs.remove_file(path) {
                 Ok(()) => rep.snapshots_pruned += 1,
-                Err(e) => fail(rep, path.clone(), "prune snapshot", e.to_string()),
+                Err(e) => cleanup_failed(src, rep, path.clone(), "prune snapshot", e),
             }
         }
-        // Keep the WAL back to the oldest retained snapshot, and all of it until
-        // `keep` snapshots exist, so a damaged newest snapshot loses nothing.
-        let through = if truncate_all {
-            kept.last().map(|(s, _)| *s)
-        } else if kept.len() >= keep {
-            kept.first().map(|(s, _)| *s)
-        } else {
-            None
+        // Keep the WAL back to the oldest retained snapshot, and all of it until `keep`
+        // snapshots exist, so a damaged newest snapshot loses nothing — also after the
+        // final checkpoint of `close`.
+        let through = match kept.first() {
+            Some((seq, _)) if kept.len() >= keep => *seq,
+            _ => return,
         };
-        let Some(through) = through else { return };
-        let purged = if truncate_all {
-            src.wal.purge_all_through(through)
-        } else {
-            src.wal.purge_through(through)
-        };
-        match purged {
+        if self.cancelled() {
+            return;
+        }
+        match src.wal.purge_through(through) {
             Ok(results) => {
                 for (path, r) in results {
                     match r {
                         Ok(()) => rep.segments_removed += 1,
-                        Err(e) => fail(rep, path, "unlink segment", e.to_string()),
+                        Err(e) => cleanup_failed(src, rep, path, "unlink segment", e),
                     }
                 }
             }
-            Err(e) => fail(rep, src.wal.dir().to_path_buf(), "list", e.to_string()),
+            Err(e) => cleanup_failed(src, rep, src.wal.dir().to_path_buf(), "list", e),
         }
     }
+}
+
+/// Logs a failed cleanup step at ERROR and adds it to the report.
+fn cleanup_failed<S>(
+    src: &Source<'_, S>,
+    rep: &mut CheckpointReport,
+    path: PathBuf,
+    op: &'static str,
+    error: impl std::fmt::Display,
+) {
+    let error = error.to_string();
+    tracing::error!(dir = %src.dir.display(), file = %path.display(), op, error = %error,
+        "checkpoint cleanup failed");
+    rep.cleanup_failures
+        .push(CleanupFailure { path, op, error });
 }

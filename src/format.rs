@@ -11,6 +11,7 @@
 //!   wal/00000000000000000001.wal               segment, named by the first seq it holds
 //!   snap/00000000000000001234.snap             state after seq 1234
 //!   snap/.00000000000000001234.<pid>.<n>.tmp   snapshot in flight; removed at open
+//!   pos/00000000000000000007.snap              positions record, generation 7
 //! ```
 //!
 //! Names are 20-digit zero-padded decimal, so they sort by name.
@@ -55,6 +56,20 @@
 //!
 //! The body is the postcard encoding of the application's state followed by the source
 //! positions (a sequence of `(name, offset, inode, timestamp)`).
+//!
+//! # Positions record (`pos/<generation>.snap`)
+//!
+//! Written by a checkpoint that finds the state unchanged since the newest snapshot but
+//! source positions moved. The file is a snapshot in every byte (same magic, version,
+//! header and checksums; temp file, `fdatasync`, no-replace rename, directory sync),
+//! whose header `seq` is the record's *generation* (1, 2, ...: the name) and whose body
+//! is the postcard encoding of `(state seq, positions)`: the seq of the state the
+//! positions go with, which was durable when the record was written. Recovery uses the
+//! newest record that validates and whose state seq lies between the base snapshot's
+//! seq and the recovered seq; such positions are never ahead of the recovered state. A
+//! record that does not validate is skipped with a warning (older positions are always
+//! safe to resume from). A store without `pos/` (written before records existed)
+//! opens as before; `open` creates the directory.
 
 use crate::Seq;
 

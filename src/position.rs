@@ -8,11 +8,27 @@
 //! **Semantics: at-least-once.** A position read back after a restart is the one the
 //! last completed checkpoint saw, which may be older than the last `set` before the
 //! crash. A reader resumes from it and may read again what came after.
+//!
+//! # Invariant kept here (I10)
+//!
+//! A checkpoint reads the positions *before* it loads the published state, so a saved
+//! position is never ahead of the state saved with it: a reader that appends an event
+//! and then moves its position either has both in the checkpoint, or the event
+//! without the position, never the position without the event. A checkpoint that
+//! finds the state unchanged but the positions moved saves them in a *positions
+//! record* (`pos/<generation>.snap`, see [`format`](crate::format)), so positions are
+//! saved even when no event was appended.
 
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::fs::Fs;
+use crate::{snapshot, Seq};
 
 /// Where a source reader has got to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,4 +99,72 @@ impl Positions {
             .map(|(n, c)| (n.clone(), c.get()))
             .collect()
     }
+}
+
+/// Named positions, as saved.
+pub(crate) type Saved = Vec<(String, Position)>;
+
+/// Writes positions record `generation` into `dir`: the positions `saved` go with the
+/// state after `seq` (which must already be durable). Returns the file's size.
+pub(crate) fn write_record(
+    fs: &dyn Fs,
+    dir: &Path,
+    generation: u64,
+    store_id: u64,
+    seq: Seq,
+    saved: &Saved,
+    cancel: &AtomicBool,
+) -> Result<u64> {
+    snapshot::write_cancellable(fs, dir, generation, store_id, &(seq, saved), cancel)
+        .map(|w| w.bytes)
+}
+
+/// What recovery finds in the positions records of `dir`.
+#[derive(Debug, Default)]
+pub(crate) struct Recovered {
+    /// The newest valid record whose state seq lies in the recovered range: its
+    /// positions replace the base snapshot's.
+    pub(crate) newest: Option<(Seq, Saved)>,
+    /// The generation the next record gets.
+    pub(crate) next_generation: u64,
+    /// Records that did not validate (skipped, with the reason; older positions are
+    /// always safe to resume from).
+    pub(crate) skipped: usize,
+    /// The store id of the record used (the only id an empty store has on disk).
+    pub(crate) store_id: Option<u64>,
+}
+
+/// Finds the newest positions record of `dir` that goes with a state between `base`
+/// (the seq of the snapshot recovery started from) and `recovered` (the seq it
+/// reached): such positions are newer than the snapshot's and never ahead of the
+/// recovered state. `store_id` is `None` when neither a segment nor a snapshot gave
+/// one (a store with positions but no event yet).
+pub(crate) fn recover(
+    fs: &dyn Fs,
+    dir: &Path,
+    store_id: Option<u64>,
+    base: Seq,
+    recovered: Seq,
+) -> Result<Recovered> {
+    let records = snapshot::list(fs, dir)?;
+    let mut out = Recovered {
+        next_generation: records.last().map_or(1, |(g, _)| g.saturating_add(1)),
+        ..Recovered::default()
+    };
+    for (_, path) in records.iter().rev() {
+        match snapshot::load::<(Seq, Saved)>(fs, path, store_id) {
+            Ok((header, (seq, saved))) if (base..=recovered).contains(&seq) => {
+                out.newest = Some((seq, saved));
+                out.store_id = Some(header.store_id);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e,
+                    "positions record does not validate; using older positions");
+                out.skipped += 1;
+            }
+        }
+    }
+    Ok(out)
 }

@@ -170,8 +170,9 @@ fn regenerate_seed_corpus() {
 // Regressions found by the fuzz targets, pinned on real files.
 
 /// Found by `snapshot_decode`: a directory whose only snapshot is damaged and whose WAL
-/// was truncated away (a close with a final checkpoint unlinks every segment) opened as
-/// an empty store at seq 0, losing every acknowledged event with only a warning.
+/// was truncated away (a close with a final checkpoint once unlinked every segment; the
+/// test removes them by hand now) opened as an empty store at seq 0, losing every
+/// acknowledged event with only a warning.
 #[test]
 fn bug_damaged_only_snapshot_with_empty_wal_opened_empty() {
     use snapwal::{CloseOptions, Error, Options, Store, SyncPolicy};
@@ -191,10 +192,9 @@ fn bug_damaged_only_snapshot_with_empty_wal_opened_empty() {
             CloseOptions::default().final_checkpoint(Some(std::time::Duration::from_secs(10))),
         )
         .unwrap();
-    assert!(
-        sorted(&dir.path().join("wal"), "wal").is_empty(),
-        "the final checkpoint unlinks the WAL"
-    );
+    for segment in sorted(&dir.path().join("wal"), "wal") {
+        std::fs::remove_file(segment).unwrap();
+    }
     let snaps = sorted(&dir.path().join("snap"), "snap");
     assert_eq!(snaps.len(), 1);
     let mut bytes = std::fs::read(&snaps[0]).unwrap();

@@ -106,7 +106,7 @@ impl<S: State> Store<S> {
             let spawned = std::thread::Builder::new()
                 .name("snapwal-final-checkpoint".into())
                 .spawn(move || {
-                    let result = inner.checkpoint(CheckpointMode::Shutdown, true);
+                    let result = inner.checkpoint(CheckpointMode::Shutdown);
                     // Release the store before reporting, so that `close` returning
                     // means the directory lock is released too.
                     drop(inner);

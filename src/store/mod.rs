@@ -37,6 +37,8 @@ pub(crate) struct Inner<S: State> {
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) dir: PathBuf,
     pub(crate) snap_dir: PathBuf,
+    /// Positions records (`dir/pos`).
+    pub(crate) pos_dir: PathBuf,
     pub(crate) options: Options,
     pub(crate) store_id: u64,
     pub(crate) wal: Wal,
@@ -178,7 +180,7 @@ impl<S: State> Store<S> {
     /// already running. Cleanup failures are in the report, never an error; an error
     /// means the snapshot could not be made durable.
     pub fn checkpoint(&self) -> Result<CheckpointReport> {
-        self.inner.checkpoint(CheckpointMode::Manual, false)
+        self.inner.checkpoint(CheckpointMode::Manual)
     }
 
     /// Checkpoint statistics: durations over the last 512 checkpoints and counters.
@@ -194,6 +196,7 @@ impl<S: State> Inner<S> {
             fs: self.fs.as_ref(),
             dir: &self.dir,
             snap_dir: &self.snap_dir,
+            pos_dir: &self.pos_dir,
             store_id: self.store_id,
             keep_snapshots: self.options.keep_snapshots,
             wal: &self.wal,
@@ -203,12 +206,8 @@ impl<S: State> Inner<S> {
     }
 
     /// Runs one checkpoint of this store.
-    pub(crate) fn checkpoint(
-        &self,
-        mode: CheckpointMode,
-        truncate_all: bool,
-    ) -> Result<CheckpointReport> {
-        self.ck.run(&self.source(), mode, truncate_all)
+    pub(crate) fn checkpoint(&self, mode: CheckpointMode) -> Result<CheckpointReport> {
+        self.ck.run(&self.source(), mode)
     }
 }
 
@@ -219,7 +218,7 @@ impl<S: State> Target for Inner<S> {
             Trigger::Bytes => CheckpointMode::Bytes,
         };
         // The outcome is logged and counted by `checkpoint`.
-        let _ = self.checkpoint(mode, false);
+        let _ = self.checkpoint(mode);
     }
     fn wal_bytes_since_checkpoint(&self) -> u64 {
         self.ck.wal_bytes_since(&self.wal)

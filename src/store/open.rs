@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use super::{Inner, Stop, Store};
 use crate::checkpoint::Checkpoints;
 use crate::error::{Error, Result};
-use crate::position::{Position, Positions};
+use crate::position::{self, Position, Positions};
 use crate::wal::{self, Wal, WalOptions};
 use crate::{snapshot, Options, Seq, State, SyncPolicy, Versioned};
 
@@ -104,7 +104,8 @@ impl<S: State> Store<S> {
         let dir = dir.as_ref().to_path_buf();
         let wal_dir = dir.join("wal");
         let snap_dir = dir.join("snap");
-        for d in [&dir, &wal_dir, &snap_dir] {
+        let pos_dir = dir.join("pos");
+        for d in [&dir, &wal_dir, &snap_dir, &pos_dir] {
             fs.create_dir_all(d)
                 .map_err(|e| Error::io("create dir", d, e))?;
         }
@@ -125,7 +126,8 @@ impl<S: State> Store<S> {
             _ => Error::io("lock", &lock_path, e),
         })?;
         let mut report = OpenReport {
-            temp_files_removed: snapshot::remove_temps(fs.as_ref(), &snap_dir)?,
+            temp_files_removed: snapshot::remove_temps(fs.as_ref(), &snap_dir)?
+                + snapshot::remove_temps(fs.as_ref(), &pos_dir)?,
             ..OpenReport::default()
         };
 
@@ -150,7 +152,7 @@ impl<S: State> Store<S> {
                 }
             }
         }
-        let (snap_seq, snap_id, (mut state, saved_positions)) = match base {
+        let (snap_seq, snap_id, (mut state, mut saved_positions)) = match base {
             Some((seq, id, body)) => (seq, Some(id), body),
             None => (0, None, (S::default(), Vec::new())),
         };
@@ -191,7 +193,7 @@ impl<S: State> Store<S> {
             (r, _) => r?,
         };
         let seq = replayed.next_seq - 1;
-        let store_id = replayed.store_id.or(snap_id).unwrap_or_else(random_id);
+        let known_id = replayed.store_id.or(snap_id);
         report.seq = seq;
         report.records_replayed = replayed.records_replayed;
         report.bytes_replayed = replayed.bytes_replayed;
@@ -211,6 +213,13 @@ impl<S: State> Store<S> {
                 .map_err(|e| Error::io("fsync dir", &snap_dir, e))?;
         }
 
+        // Positions saved after the base snapshot, with a state recovery reached (I10).
+        let records = position::recover(fs.as_ref(), &pos_dir, known_id, snap_seq, seq)?;
+        if let Some((_, newer)) = records.newest {
+            saved_positions = newer;
+        }
+        let store_id = known_id.or(records.store_id).unwrap_or_else(random_id);
+
         let wal = Wal::new(
             Arc::clone(&fs),
             wal_dir,
@@ -226,12 +235,13 @@ impl<S: State> Store<S> {
             fs,
             dir,
             snap_dir,
+            pos_dir,
             store_id,
             wal,
             writer: Mutex::new(Arc::clone(&current)),
             published: ArcSwap::new(current),
-            positions: Positions::from_saved(saved_positions),
-            ck: Checkpoints::new(snap_seq),
+            positions: Positions::from_saved(saved_positions.clone()),
+            ck: Checkpoints::new(snap_seq, saved_positions, records.next_generation),
             stop: Stop::default(),
             _lock: guard,
             options,

@@ -391,43 +391,11 @@ impl Wal {
     /// Removes every segment whose records all have seq `<= through`, never the newest
     /// segment on disk. Returns the outcome for each segment it tried to remove.
     pub fn purge_through(&self, through: Seq) -> Result<Vec<(PathBuf, std::io::Result<()>)>> {
-        self.purge(through, false)
-    }
-
-    /// Like [`Wal::purge_through`], but also removes the newest segment when every
-    /// record staged so far is `<= through`; the next record then starts a new
-    /// segment. Only for when no append can run concurrently (closing).
-    pub(crate) fn purge_all_through(
-        &self,
-        through: Seq,
-    ) -> Result<Vec<(PathBuf, std::io::Result<()>)>> {
-        self.purge(through, true)
-    }
-
-    fn purge(
-        &self,
-        through: Seq,
-        include_last: bool,
-    ) -> Result<Vec<(PathBuf, std::io::Result<()>)>> {
         let segments = list_segments(self.fs.as_ref(), &self.dir)?;
         let mut out = Vec::new();
         for pair in segments.windows(2) {
             if let [(_, path), (next_first, _)] = pair {
                 if next_first.saturating_sub(1) <= through {
-                    out.push((path.clone(), self.fs.remove_file(path)));
-                }
-            }
-        }
-        if include_last {
-            let mut io = lock(&self.io);
-            let mut st = lock(&self.staged);
-            if let Some((_, path)) = segments.last() {
-                if st.next_seq.saturating_sub(1) <= through && st.chunks.is_empty() {
-                    st.active_first = st.next_seq;
-                    st.active_len = format::SEGMENT_HEADER_LEN as u64;
-                    st.active_records = 0;
-                    io.active = None;
-                    io.dirty.clear();
                     out.push((path.clone(), self.fs.remove_file(path)));
                 }
             }
