@@ -7,7 +7,7 @@
 //!    with it (I10).
 //! 2. If the seq is the newest snapshot's: when the positions moved since the last
 //!    checkpoint, save them in a positions record ([`CheckpointOutcome::PositionsSaved`],
-//!    see [`position`](crate::position)); otherwise stop
+//!    see [`position`]); otherwise stop
 //!    ([`CheckpointOutcome::Unchanged`]).
 //! 3. Make the WAL durable through that seq (so the WAL always reaches every snapshot,
 //!    and an older snapshot plus the WAL can stand in for a damaged newer one).
@@ -64,7 +64,7 @@ pub enum CheckpointOutcome {
     /// A snapshot of this seq was already on disk (installed by an earlier run); kept.
     AlreadyExisted,
     /// Nothing was appended since the last snapshot, but source positions moved: they
-    /// were saved in a positions record (see [`position`](crate::position)).
+    /// were saved in a positions record (see [`position`]).
     PositionsSaved,
     /// Nothing was appended and no position moved since the last checkpoint; nothing
     /// written.
