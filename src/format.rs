@@ -480,7 +480,13 @@ mod tests {
         assert_eq!(parse_name("17.wal", "wal"), None);
         assert_eq!(parse_name("0000000000000000001x.wal", "wal"), None);
         assert_eq!(parse_name("00000000000000000017.wal.corrupt", "wal"), None);
-        assert_eq!(parse_name("00000000000000000017.wal.1.corrupt", "wal"), None);
-        assert_eq!(parse_name("00000000000000000017.snap.2.corrupt", "snap"), None);
+        assert_eq!(
+            parse_name("00000000000000000017.wal.1.corrupt", "wal"),
+            None
+        );
+        assert_eq!(
+            parse_name("00000000000000000017.snap.2.corrupt", "snap"),
+            None
+        );
     }
 }

@@ -195,6 +195,11 @@ fn install(fs: &dyn Fs, dir: &Path, temp: &Path, path: &Path, store_id: u64) -> 
         }
         let damage = match verify(fs, path, Some(store_id)) {
             Ok(_) => {
+                // Cleanup will rely on it: make sure its bytes are durable, whoever
+                // wrote them (the caller syncs the directory entry).
+                fs.open_write(path)
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| Error::io("fdatasync snapshot", path, e))?;
                 tracing::debug!(snapshot = %path.display(), "a valid snapshot exists already; keeping it");
                 return Ok(false);
             }
