@@ -12,9 +12,18 @@
 //!   snap/00000000000000001234.snap             state after seq 1234
 //!   snap/.00000000000000001234.<pid>.<n>.tmp   snapshot in flight; removed at open
 //!   pos/00000000000000000007.snap              positions record, generation 7
+//!   wal/00000000000000000001.wal.corrupt       moved aside by recovery; never read again
+//!   snap/00000000000000001234.snap.2.corrupt   (<name>.corrupt, then <name>.<n>.corrupt)
 //! ```
 //!
 //! Names are 20-digit zero-padded decimal, so they sort by name.
+//! Seq 0 is never a segment name (seqs start at 1); a segment named 0 is corrupt.
+//!
+//! A file that does not validate (a damaged snapshot at open or under a checkpoint's
+//! install, a segment salvaged away under `SalvagePrefix`) is renamed, never replacing,
+//! to `<name>.corrupt`, or `<name>.1.corrupt`, `<name>.2.corrupt`, ... when that name is
+//! taken. These names never match `<20 digits>.wal` / `<20 digits>.snap`, so no reader
+//! looks at them again; they stay for inspection until an operator removes them.
 //!
 //! # Segment (`wal/<first seq>.wal`)
 //!
@@ -486,5 +495,13 @@ mod tests {
         assert_eq!(parse_name("17.wal", "wal"), None);
         assert_eq!(parse_name("0000000000000000001x.wal", "wal"), None);
         assert_eq!(parse_name("00000000000000000017.wal.corrupt", "wal"), None);
+        assert_eq!(
+            parse_name("00000000000000000017.wal.1.corrupt", "wal"),
+            None
+        );
+        assert_eq!(
+            parse_name("00000000000000000017.snap.2.corrupt", "snap"),
+            None
+        );
     }
 }

@@ -232,13 +232,31 @@ impl Fs for RealFs {
     }
 }
 
-/// Moves a damaged file aside to `<name>.corrupt` (never replacing), so recovery stops
-/// reading it while it stays on disk for inspection. Returns the new path. The caller
-/// syncs the directory.
+/// How many names [`move_aside`] tries before it gives up.
+const ASIDE_ATTEMPTS: u32 = 10_000;
+
+/// Moves a damaged file aside (never replacing), so recovery stops reading it while it
+/// stays on disk for inspection. Returns the new path. The caller syncs the directory.
+///
+/// The first name tried is `<name>.corrupt`; if it is taken (the same name was damaged
+/// and moved aside before), `<name>.1.corrupt`, `<name>.2.corrupt` and so on. None of
+/// them matches `<20 digits>.wal` or `<20 digits>.snap`, the only names recovery reads,
+/// nor the `.<...>.tmp` names removed at open.
 pub(crate) fn move_aside(fs: &dyn Fs, path: &Path) -> io::Result<std::path::PathBuf> {
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(".corrupt");
-    let aside = std::path::PathBuf::from(aside);
-    fs.rename_noreplace(path, &aside)?;
-    Ok(aside)
+    let mut last = None;
+    for n in 0..ASIDE_ATTEMPTS {
+        let mut aside = path.as_os_str().to_owned();
+        if n == 0 {
+            aside.push(".corrupt");
+        } else {
+            aside.push(format!(".{n}.corrupt"));
+        }
+        let aside = std::path::PathBuf::from(aside);
+        match fs.rename_noreplace(path, &aside) {
+            Ok(()) => return Ok(aside),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::ErrorKind::AlreadyExists.into()))
 }

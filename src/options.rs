@@ -36,7 +36,7 @@ pub enum RecoveryPolicy {
     #[default]
     TolerateTornTail,
     /// Recover the longest valid prefix whatever the damage: later segments are
-    /// renamed to `<name>.corrupt` (kept for inspection, never read again) and the
+    /// renamed to `<name>.corrupt` or, if that exists, `<name>.<n>.corrupt` (kept for inspection, never read again) and the
     /// damage is logged at ERROR. Records after the damage are lost; use it to bring a
     /// store back after a disk fault, not as a default.
     SalvagePrefix,

@@ -5,9 +5,12 @@
 //! name `<seq>.snap` with a rename that never replaces
 //! ([`Fs::rename_noreplace`]); then the directory is
 //! synced. So a snapshot is visible under its final name only when it is complete and
-//! durable, and two writers can never clobber each other: if the final name exists,
-//! that snapshot (the state after the same seq) is already there, and the temp file is
-//! removed. The byte format is in [`crate::format`].
+//! durable, and two writers can never clobber each other: if the final name exists and
+//! the file there validates, that snapshot (the state after the same seq) is already
+//! there, and the temp file is removed. A file under the final name that does not
+//! validate never stands in for the new snapshot: it is moved aside (to a unique
+//! `<name>.corrupt` or `<name>.<n>.corrupt`) and the new one installed. The byte format
+//! is in [`crate::format`].
 //!
 //! These functions are usable on their own, for any `serde` value.
 
@@ -30,7 +33,7 @@ pub struct Written {
     pub path: PathBuf,
     /// Bytes in the file (header and body).
     pub bytes: u64,
-    /// `false` when a snapshot with this seq already existed and was kept.
+    /// `false` when a valid snapshot with this seq already existed and was kept.
     pub installed: bool,
 }
 
@@ -122,9 +125,10 @@ pub fn is_temp_name(name: &str) -> bool {
 /// Writes `value` as the snapshot of the state after `seq` into `dir`, atomically.
 ///
 /// Steps: unique temp file → header and postcard body → `fdatasync` → no-replace
-/// rename to `<seq>.snap` → `fsync(dir)`. If `<seq>.snap` already exists the temp file
-/// is removed and the existing snapshot kept ([`Written::installed`] is `false`).
-/// On any error the temp file is removed (best effort).
+/// rename to `<seq>.snap` → `fsync(dir)`. If a valid `<seq>.snap` of this store already
+/// exists the temp file is removed and the existing snapshot kept
+/// ([`Written::installed`] is `false`); a damaged one is moved aside and replaced (see
+/// [`write_cancellable`]). On any error the temp file is removed (best effort).
 pub fn write<T: Serialize + ?Sized>(
     fs: &dyn Fs,
     dir: &Path,
@@ -138,6 +142,13 @@ pub fn write<T: Serialize + ?Sized>(
 /// Like [`write()`], but gives up with [`Error::Cancelled`] (removing the temp file) as
 /// soon as `cancel` is set: it is checked before each buffered write of the body and
 /// before the sync and the install.
+///
+/// When `<seq>.snap` already exists, it stands in for the new snapshot only if it
+/// validates ([`verify`] with this `store_id`). Otherwise it is moved aside (to a
+/// unique `<name>.corrupt` or `<name>.<n>.corrupt`), the directory is synced, and the
+/// new snapshot is installed in its place. The temp file is removed on every path
+/// that does not install it, including a panic while serializing `value` (the panic
+/// then propagates).
 pub fn write_cancellable<T: Serialize + ?Sized>(
     fs: &dyn Fs,
     dir: &Path,
@@ -146,39 +157,97 @@ pub fn write_cancellable<T: Serialize + ?Sized>(
     value: &T,
     cancel: &AtomicBool,
 ) -> Result<Written> {
-    let temp = dir.join(temp_name(seq));
+    let mut temp = TempGuard {
+        fs,
+        path: dir.join(temp_name(seq)),
+        armed: true,
+    };
     let path = dir.join(format::snapshot_name(seq));
-    let result = write_temp(fs, &temp, seq, store_id, value, cancel).and_then(|bytes| {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(Error::Cancelled);
+    let bytes = write_temp(fs, &temp.path, seq, store_id, value, cancel)?;
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Error::Cancelled);
+    }
+    let installed = install(fs, dir, &temp.path, &path, store_id)?;
+    // Installed: the temp name is gone. Kept: the guard removes the temp file.
+    temp.armed = !installed;
+    drop(temp);
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync dir", dir, e))?;
+    Ok(Written {
+        path,
+        bytes,
+        installed,
+    })
+}
+
+/// How many times [`install`] moves a damaged file away from the final name before it
+/// gives up (each time, something put a new damaged file there in between).
+const INSTALL_ATTEMPTS: usize = 4;
+
+/// Renames `temp` to `path` without replacing. Returns `true` if it was installed,
+/// `false` if a valid snapshot already held the name (and stands in for it).
+fn install(fs: &dyn Fs, dir: &Path, temp: &Path, path: &Path, store_id: u64) -> Result<bool> {
+    for _ in 0..INSTALL_ATTEMPTS {
+        match fs.rename_noreplace(temp, path) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("rename snapshot", path, e)),
         }
-        match fs.rename_noreplace(&temp, &path) {
-            Ok(()) => Ok(Written {
-                path: path.clone(),
-                bytes,
-                installed: true,
-            }),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                tracing::debug!(snapshot = %path.display(), "snapshot exists already; keeping it");
-                remove_temp(fs, &temp);
-                Ok(Written {
-                    path: path.clone(),
-                    bytes,
-                    installed: false,
-                })
+        let damage = match verify(fs, path, Some(store_id)) {
+            Ok(_) => {
+                // Cleanup will rely on it: make sure its bytes are durable, whoever
+                // wrote them (the caller syncs the directory entry).
+                fs.open_write(path)
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| Error::io("fdatasync snapshot", path, e))?;
+                tracing::debug!(snapshot = %path.display(), "a valid snapshot exists already; keeping it");
+                return Ok(false);
             }
-            Err(e) => Err(Error::io("rename snapshot", &path, e)),
+            // Gone between the rename and the read: try the rename again.
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => continue,
+            // Could not read it: it cannot vouch for anything, and it is not ours to
+            // move while we cannot tell what it is.
+            Err(e @ Error::Io { .. }) => return Err(e),
+            Err(e) => e,
+        };
+        let aside =
+            crate::fs::move_aside(fs, path).map_err(|e| Error::io("rename aside", path, e))?;
+        tracing::warn!(snapshot = %path.display(), moved_to = %aside.display(), error = %damage,
+            "an existing snapshot under the same name does not validate; moved it aside and installing a new one");
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io("fsync dir", dir, e))?;
+    }
+    Err(Error::io(
+        "rename snapshot",
+        path,
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the name kept being taken by files that do not validate",
+        ),
+    ))
+}
+
+/// Removes the temp file when dropped, on every path out of [`write_cancellable`]
+/// (an error, a cancellation, a kept existing snapshot, a panic), unless disarmed
+/// after the temp file was installed under its final name.
+struct TempGuard<'a> {
+    fs: &'a dyn Fs,
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
         }
-    });
-    match result {
-        Ok(w) => {
-            fs.sync_dir(dir)
-                .map_err(|e| Error::io("fsync dir", dir, e))?;
-            Ok(w)
-        }
-        Err(e) => {
-            remove_temp(fs, &temp);
-            Err(e)
+        if std::thread::panicking() {
+            // A second panic here (from the file system) would abort the process.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                remove_temp(self.fs, &self.path)
+            }));
+        } else {
+            remove_temp(self.fs, &self.path);
         }
     }
 }
@@ -247,12 +316,12 @@ pub fn load<T: DeserializeOwned>(
     decode(&bytes, path, store_id)
 }
 
-/// Validates and decodes snapshot bytes (the body of [`load`]); never panics.
-pub fn decode<T: DeserializeOwned>(
-    bytes: &[u8],
+/// Every check of [`decode`] but the body's decoding; returns the header and the body.
+fn check<'b>(
+    bytes: &'b [u8],
     path: &Path,
     store_id: Option<u64>,
-) -> Result<(SnapshotHeader, T)> {
+) -> Result<(SnapshotHeader, &'b [u8])> {
     let header = SnapshotHeader::decode(bytes).map_err(|e| match e {
         HeaderError::BadMagic => Error::BadMagic { path: path.into() },
         HeaderError::Version(found) => Error::UnsupportedVersion {
@@ -331,6 +400,26 @@ pub fn decode<T: DeserializeOwned>(
             ),
         ));
     }
+    Ok((header, body))
+}
+
+/// Checks the snapshot at `path` without decoding its body: everything [`load`]
+/// checks (magic, version, header checksum, seq against the file name and not
+/// `u64::MAX`, store id when given, body length and checksum) except that the body
+/// decodes as a particular type. Returns the header.
+pub fn verify(fs: &dyn Fs, path: &Path, store_id: Option<u64>) -> Result<SnapshotHeader> {
+    let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
+    check(&bytes, path, store_id).map(|(header, _)| header)
+}
+
+/// Validates and decodes snapshot bytes (the body of [`load`]); never panics.
+pub fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+    store_id: Option<u64>,
+) -> Result<(SnapshotHeader, T)> {
+    let (header, body) = check(bytes, path, store_id)?;
+    let body_start = SNAPSHOT_HEADER_LEN as u64;
     let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|source| Error::Decode {
         path: path.into(),
         offset: body_start,

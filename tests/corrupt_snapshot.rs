@@ -246,3 +246,45 @@ fn damaged_snapshot_kept_after_fallback_counted_as_retained_and_cost_the_wal() {
     assert_eq!(*store.current().state(), replayed(&events));
     store.close().unwrap();
 }
+
+/// The "name exists" path with a damaged file: for every kind of damage, a snapshot
+/// under the name a checkpoint is about to write must validate before it stands in
+/// for the new one; otherwise it is moved aside and the new one installed, and the
+/// WAL unlinked behind it (`keep_snapshots(1)`) loses nothing.
+#[test]
+fn checkpoint_does_not_vouch_for_a_damaged_snapshot_under_its_name() {
+    for how in ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let events: Vec<Entry> = (0..600).map(|i| Entry::padded(1, i, 150)).collect();
+        let keep_one = || opts(SyncPolicy::Never).keep_snapshots(1);
+        // A valid snapshot at 600, taken from a twin directory, damaged.
+        let twin = tempfile::tempdir().unwrap();
+        let store = Store::<Ledger>::open(twin.path(), keep_one()).unwrap();
+        store.append_batch(&events).unwrap();
+        store.checkpoint().unwrap();
+        store.close().unwrap();
+        let source = snapshots(twin.path()).pop().unwrap();
+        damage(&source, how);
+
+        let store = Store::<Ledger>::open(dir.path(), keep_one()).unwrap();
+        store.append_batch(&events).unwrap();
+        let snap = dir.path().join("snap/00000000000000000600.snap");
+        std::fs::copy(&source, &snap).unwrap();
+        let rep = store.checkpoint().unwrap();
+        assert_eq!(rep.outcome, CheckpointOutcome::Written, "{how:?}");
+        assert!(
+            dir.path()
+                .join("snap/00000000000000000600.snap.corrupt")
+                .exists(),
+            "{how:?}"
+        );
+        store.close().unwrap();
+
+        let (store, report) = Store::<Ledger>::open_with_report(dir.path(), keep_one())
+            .unwrap_or_else(|e| panic!("{how:?}: {e}"));
+        assert_eq!(report.snapshot_seq, Some(600), "{how:?}");
+        assert!(report.snapshots_skipped.is_empty(), "{how:?}");
+        assert_eq!(*store.current().state(), replayed(&events), "{how:?}");
+        store.close().unwrap();
+    }
+}

@@ -179,3 +179,113 @@ fn files_with_unrelated_names_are_ignored() {
         }
     }
 }
+
+/// The "name exists" path with a damaged file under the name: it must not stand in
+/// for the new snapshot. It is moved aside, the new snapshot installed, and with
+/// `keep_snapshots(1)` the WAL unlinked behind the new one loses nothing.
+#[test]
+fn checkpoint_onto_a_damaged_existing_snapshot_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<Entry> = (0..10).map(|i| Entry::new(1, i)).collect();
+    let options = || opts(SyncPolicy::Always).keep_snapshots(1);
+    let store = Store::<Ledger>::open(dir.path(), options()).unwrap();
+    store.append_batch(&events).unwrap();
+    assert_eq!(
+        store.checkpoint().unwrap().outcome,
+        CheckpointOutcome::Written
+    );
+    store.close().unwrap();
+    let snap = dir.path().join("snap/00000000000000000010.snap");
+    let mut damaged = std::fs::read(&snap).unwrap();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x01;
+
+    std::fs::remove_file(&snap).unwrap();
+    let store = Store::<Ledger>::open(dir.path(), options()).unwrap();
+    std::fs::write(&snap, &damaged).unwrap();
+    let rep = store.checkpoint().unwrap();
+    assert_eq!(rep.outcome, CheckpointOutcome::Written, "{rep:?}");
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "{:?}",
+        names(&dir.path().join("snap"))
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("snap/00000000000000000010.snap.corrupt")).unwrap(),
+        damaged,
+        "the damaged file is kept aside for inspection"
+    );
+    store.close().unwrap();
+
+    let (store, report) = Store::<Ledger>::open_with_report(dir.path(), options()).unwrap();
+    assert_eq!(report.snapshot_seq, Some(10));
+    assert!(report.snapshots_skipped.is_empty());
+    assert_eq!(*store.current().state(), replayed(&events));
+}
+
+/// The install's rename failing with anything but "already exists" (here EIO) fails
+/// the checkpoint: it must not be taken as "the snapshot exists", or cleanup would
+/// unlink the WAL behind a snapshot that was never installed.
+#[test]
+fn snapshot_install_rename_error_fails_the_checkpoint_and_keeps_the_wal() {
+    use common::hooked::{HookedFs, Op};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    const EIO: i32 = 5;
+    let fail = Arc::new(AtomicBool::new(false));
+    let hook = {
+        let fail = Arc::clone(&fail);
+        HookedFs::new(move |op, path| {
+            let temp = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".tmp"));
+            if op == Op::Rename && temp && fail.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(EIO));
+            }
+            Ok(())
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let options = opts(SyncPolicy::Never).keep_snapshots(1).fs(Arc::new(hook));
+    let events: Vec<Entry> = (0..1200).map(|i| Entry::padded(1, i, 150)).collect();
+    let store = Store::<Ledger>::open(dir.path(), options).unwrap();
+    store.append_batch(&events[..600]).unwrap();
+    assert_eq!(
+        store.checkpoint().unwrap().outcome,
+        CheckpointOutcome::Written
+    );
+    store.append_batch(&events[600..]).unwrap();
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 2, "{segs:?}");
+    let snaps = snapshots(dir.path());
+
+    fail.store(true, Ordering::SeqCst);
+    let err = store
+        .checkpoint()
+        .expect_err("a failed install must fail the checkpoint");
+    assert_eq!(
+        err.io_error().and_then(|e| e.raw_os_error()),
+        Some(EIO),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("00000000000000001200.snap"),
+        "{err}"
+    );
+    assert_eq!(segments(dir.path()), segs, "no WAL segment may be unlinked");
+    assert_eq!(snapshots(dir.path()), snaps);
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "{:?}",
+        names(&dir.path().join("snap"))
+    );
+    store.close().unwrap();
+    fail.store(false, Ordering::SeqCst);
+
+    let (store, report) =
+        Store::<Ledger>::open_with_report(dir.path(), opts(SyncPolicy::Never)).unwrap();
+    assert_eq!(report.snapshot_seq, Some(600));
+    assert_eq!(*store.current().state(), replayed(&events), "nothing lost");
+}

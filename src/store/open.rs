@@ -32,7 +32,9 @@ pub struct OpenReport {
     /// The snapshot recovery started from (its seq), if any.
     pub snapshot_seq: Option<Seq>,
     /// Snapshots that failed validation and were skipped, with the reason. Once
-    /// recovery succeeds they are renamed to `<name>.corrupt`, kept for inspection.
+    /// recovery succeeds they are renamed to `<name>.corrupt` (or `<name>.<n>.corrupt`
+    /// when that name is taken), kept for inspection; their new names are in
+    /// [`quarantined`](Self::quarantined).
     pub snapshots_skipped: Vec<(PathBuf, String)>,
     /// Records replayed from the WAL.
     pub records_replayed: u64,
@@ -40,7 +42,9 @@ pub struct OpenReport {
     pub bytes_replayed: u64,
     /// A torn tail that was cut: (segment, offset, bytes).
     pub torn_tail: Option<(PathBuf, u64, u64)>,
-    /// Segments moved aside under [`RecoveryPolicy::SalvagePrefix`](crate::RecoveryPolicy::SalvagePrefix).
+    /// The new names of the files moved aside: segments under
+    /// [`RecoveryPolicy::SalvagePrefix`](crate::RecoveryPolicy::SalvagePrefix), and the
+    /// damaged snapshots of [`snapshots_skipped`](Self::snapshots_skipped).
     pub quarantined: Vec<PathBuf>,
     /// Snapshot temp files left by a crash and removed.
     pub temp_files_removed: usize,
@@ -201,12 +205,14 @@ impl<S: State> Store<S> {
         report.quarantined = replayed.quarantined;
         // Recovery succeeded without the damaged snapshots: move them aside, so a
         // checkpoint at the same seq can install a good one (installs never replace).
+        // A damaged file left under its final name could later be taken for a snapshot
+        // that exists, so a failure here fails the open rather than only warning.
         for (path, _) in &report.snapshots_skipped {
-            match crate::fs::move_aside(fs.as_ref(), path) {
-                Ok(aside) => report.quarantined.push(aside),
-                Err(e) => tracing::warn!(snapshot = %path.display(), error = %e,
-                    "could not move a damaged snapshot aside"),
-            }
+            let aside = crate::fs::move_aside(fs.as_ref(), path)
+                .map_err(|e| Error::io("rename aside", path, e))?;
+            tracing::warn!(snapshot = %path.display(), moved_to = %aside.display(),
+                "moved a damaged snapshot aside");
+            report.quarantined.push(aside);
         }
         if !report.snapshots_skipped.is_empty() {
             fs.sync_dir(&snap_dir)

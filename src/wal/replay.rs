@@ -65,7 +65,14 @@ fn header_error(path: &Path, e: HeaderError) -> Error {
 /// Segments wholly at or below `after` are not read. The last segment may end in a
 /// torn record: it is cut (logically: later appends go to a new segment) with a
 /// warning, or refused under [`RecoveryPolicy::Strict`]. Any other damage is an error
-/// naming the file and offset, unless the policy is [`RecoveryPolicy::SalvagePrefix`].
+/// naming the file and offset, unless the policy is [`RecoveryPolicy::SalvagePrefix`]:
+/// then the records before the damage are kept and every segment from the damaged one
+/// on is moved aside (to a unique `<name>.corrupt` or `<name>.<n>.corrupt`). A WAL
+/// that starts past `after + 1` is salvaged the same way when `after > 0` (the caller's
+/// snapshot is the prefix); with `after == 0` it is [`Error::MissingRecords`] under
+/// every policy, since seq 1 is gone and there is no prefix to keep. A segment named 0
+/// is never valid (seqs start at 1): [`Error::Corrupt`] naming it, or moved aside under
+/// `SalvagePrefix`.
 pub fn replay(
     fs: &dyn Fs,
     dir: &Path,
@@ -74,30 +81,68 @@ pub fn replay(
     policy: RecoveryPolicy,
     mut apply: impl FnMut(Record<'_>, &Path) -> Result<()>,
 ) -> Result<ReplayReport> {
-    let segments = list_segments(fs, dir)?;
+    let mut segments = list_segments(fs, dir)?;
+    // Snapshots never carry u64::MAX (their decoder refuses it), so this only guards
+    // a caller passing it directly.
+    let first_needed = after
+        .checked_add(1)
+        .ok_or_else(|| Error::corrupt(dir, 0, "replay asked to start after seq u64::MAX"))?;
     let mut report = ReplayReport {
-        next_seq: after + 1,
+        next_seq: first_needed,
         store_id,
         ..ReplayReport::default()
     };
-    let Some(start) = segments.iter().rposition(|(first, _)| *first <= after + 1) else {
+    // Seqs start at 1: no writer names a segment 0, and every check below relies on
+    // a segment's first seq having a predecessor.
+    if let Some((0, path)) = segments.first() {
+        let err = Error::corrupt(
+            path,
+            0,
+            "a segment cannot start at seq 0 (seqs start at 1): not written by snapwal",
+        );
+        if policy != RecoveryPolicy::SalvagePrefix {
+            return Err(err);
+        }
+        tracing::error!(error = %err, "WAL damaged; moving the segment named 0 aside");
+        let aside =
+            crate::fs::move_aside(fs, path).map_err(|e| Error::io("rename aside", path, e))?;
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io("fsync dir", dir, e))?;
+        report.quarantined.push(aside);
+        segments.remove(0);
+    }
+    let Some(start) = segments
+        .iter()
+        .rposition(|(first, _)| *first <= first_needed)
+    else {
         return match segments.first() {
             None => Ok(report),
-            Some((_, path)) => Err(Error::MissingRecords {
-                needed: after + 1,
-                path: path.clone(),
-            }),
+            Some((_, path)) => {
+                let err = Error::MissingRecords {
+                    needed: first_needed,
+                    path: path.clone(),
+                };
+                // With a snapshot to start from (`after > 0`), its state is the valid
+                // prefix: salvage keeps it and moves every later segment aside. Without
+                // one there is no prefix at all (seq 1 is gone), and an empty store is
+                // not a salvage.
+                if after > 0 {
+                    salvage(fs, dir, policy, err, &segments, first_needed, report)
+                } else {
+                    Err(err)
+                }
+            }
         };
     };
     let needed = segments.get(start..).unwrap_or(&[]);
-    let mut expected = needed.first().map_or(after + 1, |(f, _)| *f);
+    let mut expected = needed.first().map_or(first_needed, |(f, _)| *f);
     // Where the previous segment's records ended early: (path, offset).
     let mut prev_torn: Option<(PathBuf, u64)> = None;
     let mut read: Vec<&PathBuf> = Vec::new();
     for (i, (first, path)) in needed.iter().enumerate() {
         let is_last = i + 1 == needed.len();
         // Damage here: salvage from segment `from` on, or fail (per the policy).
-        let next_seq = expected.max(after + 1);
+        let next_seq = expected.max(first_needed);
         let give_up = |err: Error, from: usize, report: ReplayReport| {
             let rest = needed.get(from..).unwrap_or(&[]);
             salvage(fs, dir, policy, err, rest, next_seq, report)
@@ -109,7 +154,7 @@ pub fn replay(
                     *off,
                     format!(
                         "records end at seq {} but the next segment starts at {first}",
-                        expected - 1
+                        expected.saturating_sub(1)
                     ),
                 ),
                 (None, true) => Error::MissingRecords {
@@ -226,7 +271,7 @@ pub fn replay(
     }
     fs.sync_dir(dir)
         .map_err(|e| Error::io("fsync dir", dir, e))?;
-    report.next_seq = expected.max(after + 1);
+    report.next_seq = expected.max(first_needed);
     Ok(report)
 }
 
