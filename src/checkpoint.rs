@@ -40,7 +40,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -49,7 +49,7 @@ use crate::error::Result;
 use crate::fs::Fs;
 use crate::position::{self, Positions, Saved};
 use crate::scheduler::SLOW_DEFAULT;
-use crate::util::lock;
+use crate::util::{lock, panic_message, remaining};
 use crate::wal::Wal;
 use crate::{snapshot, Seq, State, Versioned};
 
@@ -247,12 +247,50 @@ impl Stats {
     }
 }
 
-/// Resets the running flag when the checkpoint ends, however it ends.
-struct Running<'a>(&'a AtomicBool);
+/// Holds the running flag for one checkpoint and resets it when the checkpoint ends,
+/// however it ends (a panic included), waking whoever waits for it
+/// ([`Checkpoints::run_final`]).
+struct Running<'a>(&'a Checkpoints);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.running.store(false, Ordering::Release);
+        // Taking the mutex orders this wake-up after a waiter's check of the flag.
+        let _g = lock(&self.0.idle);
+        self.0.idle_cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod stats_tests {
+    use super::*;
+
+    fn ok(ms: u64) -> Result<CheckpointReport> {
+        let mut r = CheckpointReport::new(CheckpointMode::Manual, CheckpointOutcome::Written, 1);
+        r.elapsed = Duration::from_millis(ms);
+        Ok(r)
+    }
+
+    #[test]
+    fn percentiles_are_exact_over_the_last_512() {
+        let s = Stats::default();
+        // 100 slow ones that must fall out of the window, then 1..=600 ms.
+        for _ in 0..100 {
+            s.record(&ok(10_000));
+        }
+        for ms in 1..=600 {
+            s.record(&ok(ms));
+        }
+        s.record(&Err(crate::Error::Cancelled));
+        let st = s.snapshot();
+        // The window holds 89..=600 ms.
+        assert_eq!(st.n, 512);
+        assert_eq!(st.total, 700);
+        assert_eq!(st.failures, 1);
+        assert_eq!(st.max, Duration::from_millis(600));
+        // Sorted window index round(511 * q): 256 -> 345 ms, 485 -> 574 ms.
+        assert_eq!(st.p50, Duration::from_millis(345));
+        assert_eq!(st.p95, Duration::from_millis(574));
     }
 }
 
@@ -275,6 +313,10 @@ pub(crate) struct Source<'a, S> {
 pub(crate) struct Checkpoints {
     /// Set while a checkpoint runs: the mechanism that prevents overlap.
     running: AtomicBool,
+    /// Notified (under `idle`) when a checkpoint ends; only
+    /// [`Checkpoints::run_final`] waits on it. No appender or reader takes it.
+    idle: Mutex<()>,
+    idle_cv: Condvar,
     /// Set while closing: a running checkpoint gives up at its next buffered write.
     pub(crate) cancel: AtomicBool,
     /// Seq of the newest snapshot on disk (0 if none).
@@ -296,6 +338,8 @@ impl Checkpoints {
     pub(crate) fn new(last_snapshot_seq: Seq, saved: Saved, next_generation: u64) -> Self {
         Checkpoints {
             running: AtomicBool::new(false),
+            idle: Mutex::new(()),
+            idle_cv: Condvar::new(),
             cancel: AtomicBool::new(false),
             last_snapshot_seq: AtomicU64::new(last_snapshot_seq),
             wal_bytes_at_checkpoint: AtomicU64::new(0),
@@ -321,29 +365,103 @@ impl Checkpoints {
     }
 
     /// Runs one checkpoint (see the [module docs](self)), logs it, and records it in
-    /// the statistics.
+    /// the statistics. Answers [`CheckpointOutcome::Busy`] at once if one is running.
+    ///
+    /// A panic inside the checkpoint (the state's `Serialize`, the file system) is
+    /// caught: it is this checkpoint's failure ([`Error::CheckpointPanicked`]),
+    /// logged at ERROR and counted, and the running flag is released.
+    ///
+    /// [`Error::CheckpointPanicked`]: crate::Error::CheckpointPanicked
     pub(crate) fn run<S: State>(
         &self,
         src: &Source<'_, S>,
         mode: CheckpointMode,
     ) -> Result<CheckpointReport> {
-        if self
-            .running
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !self.try_acquire() {
             let rep =
                 CheckpointReport::new(mode, CheckpointOutcome::Busy, src.published.load().seq());
             self.stats.record(&Ok(rep.clone()));
             tracing::info!(dir = %src.dir.display(), mode = mode.as_str(), busy = true, seq = rep.seq, "checkpoint busy");
             return Ok(rep);
         }
-        let _running = Running(&self.running);
+        let running = Running(self);
+        self.run_acquired(running, src, mode)
+    }
+
+    /// The final checkpoint of `close`: waits until `deadline` for a running
+    /// checkpoint (one cancelled by `close`) to end, then runs with the cancel flag
+    /// cleared for this run only. Returns `Ok(None)` when it never got to run: a
+    /// checkpoint was still running at the deadline, or `abort` was set.
+    ///
+    /// Cancel semantics: the cancel flag is cleared only while this run holds the
+    /// running flag, so a checkpoint cancelled earlier can never be un-cancelled (it
+    /// has ended by then). `close` cancels this run by setting `abort` and then the
+    /// cancel flag; with both orders of the two threads, the run either sees `abort`
+    /// before it starts or sees the cancel flag set during its writes.
+    pub(crate) fn run_final<S: State>(
+        &self,
+        src: &Source<'_, S>,
+        deadline: Instant,
+        abort: &AtomicBool,
+    ) -> Result<Option<CheckpointReport>> {
+        let mut g = lock(&self.idle);
+        loop {
+            if abort.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            if self.try_acquire() {
+                break;
+            }
+            let left = remaining(deadline);
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // Re-check `abort` now and then: it is set without the mutex.
+            g = self
+                .idle_cv
+                .wait_timeout(g, left.min(Duration::from_millis(20)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        drop(g);
+        let running = Running(self);
+        self.cancel.store(false, Ordering::SeqCst);
+        if abort.load(Ordering::SeqCst) {
+            self.cancel.store(true, Ordering::SeqCst);
+            return Ok(None);
+        }
+        self.run_acquired(running, src, CheckpointMode::Shutdown)
+            .map(Some)
+    }
+
+    fn try_acquire(&self) -> bool {
+        self.running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Runs one checkpoint while holding the running flag (released on return or
+    /// unwind by `running`), catching a panic.
+    fn run_acquired<S: State>(
+        &self,
+        running: Running<'_>,
+        src: &Source<'_, S>,
+        mode: CheckpointMode,
+    ) -> Result<CheckpointReport> {
         let start = Instant::now();
-        let result = self.checkpoint_inner(src, mode).map(|mut rep| {
-            rep.elapsed = start.elapsed();
-            rep
-        });
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.checkpoint_inner(src, mode)
+        }));
+        drop(running);
+        let result = match caught {
+            Ok(r) => r.map(|mut rep| {
+                rep.elapsed = start.elapsed();
+                rep
+            }),
+            Err(payload) => Err(crate::Error::CheckpointPanicked {
+                message: panic_message(payload.as_ref()),
+            }),
+        };
         match &result {
             Err(crate::Error::Cancelled) => tracing::info!(
                 dir = %src.dir.display(),

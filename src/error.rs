@@ -114,6 +114,17 @@ pub enum Error {
     Closed,
     /// A checkpoint was cancelled because the store is closing.
     Cancelled,
+    /// A checkpoint panicked (in the state's `Serialize`, or in the file system). The
+    /// panic was caught: it is that store's failed checkpoint, logged at ERROR and
+    /// counted in [`CheckpointStats::failures`](crate::CheckpointStats::failures);
+    /// nothing else is affected.
+    CheckpointPanicked {
+        /// The panic's message.
+        message: String,
+    },
+    /// The [`Scheduler`](crate::Scheduler) was shut down (or dropped): it runs
+    /// nothing any more, so a store cannot be registered on it.
+    SchedulerStopped,
     /// The store has used every sequence number (`u64::MAX - 1` events).
     SeqExhausted,
 }
@@ -221,6 +232,10 @@ impl fmt::Display for Error {
             Error::InvalidOptions(what) => write!(f, "invalid options: {what}"),
             Error::Closed => write!(f, "store is closed"),
             Error::Cancelled => write!(f, "cancelled because the store is closing"),
+            Error::CheckpointPanicked { message } => {
+                write!(f, "the checkpoint panicked: {message}")
+            }
+            Error::SchedulerStopped => write!(f, "the scheduler was shut down"),
             Error::SeqExhausted => write!(f, "every sequence number has been used"),
         }
     }

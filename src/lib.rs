@@ -28,7 +28,7 @@ pub use error::{Error, Result};
 pub use options::{CloseOptions, Options, RecoveryPolicy, SyncPolicy};
 pub use position::{Position, PositionCell};
 pub use scheduler::{CheckpointerConfig, Scheduler};
-pub use store::{CloseReport, OpenReport, Store};
+pub use store::{CloseReport, FinalCheckpointMissed, OpenReport, Store};
 pub use versioned::Versioned;
 
 use serde::de::DeserializeOwned;

@@ -143,10 +143,18 @@ impl Options {
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct CloseOptions {
-    /// How long to wait for background threads (the checkpointer) to stop. Default 5 s.
+    /// How long to wait for background threads (the checkpointer, cancelled first)
+    /// to stop, and again for a final checkpoint cancelled at its deadline. Default
+    /// 5 s. Any duration is accepted: one too long for the clock ([`Duration::MAX`])
+    /// means "about a century", never a panic. Something still running at this bound
+    /// is left to finish and reported
+    /// ([`CloseReport::still_closing`](crate::CloseReport::still_closing)).
     pub thread_timeout: Duration,
-    /// Run a final checkpoint, waiting at most this long for it; `None` (the default)
-    /// for none. With a final checkpoint, every WAL segment it covers is unlinked.
+    /// Run a final checkpoint, waiting at most this long for it (including the wait
+    /// for a cancelled checkpoint still running to end); `None` (the default) for
+    /// none. One that did not run is reported in
+    /// [`CloseReport::final_checkpoint_missed`](crate::CloseReport::final_checkpoint_missed).
+    /// With a final checkpoint, every WAL segment it covers is unlinked.
     pub final_checkpoint: Option<Duration>,
 }
 

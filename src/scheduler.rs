@@ -16,10 +16,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::util::lock;
+use crate::util::{deadline_after, lock, panic_message, remaining};
 
 /// The default [`CheckpointerConfig::slow_threshold`].
 pub(crate) const SLOW_DEFAULT: Duration = Duration::from_millis(200);
+
+/// The shortest interval the checkpointer honours, and the shortest byte-trigger
+/// poll: 1 ms. A shorter positive interval is raised to it (a worker of a shared
+/// scheduler must not spin on one store).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Configuration of the periodic checkpointer ([`Store::start_checkpointer`](crate::Store::start_checkpointer)).
 ///
@@ -32,19 +37,30 @@ pub(crate) const SLOW_DEFAULT: Duration = Duration::from_millis(200);
 /// assert!(cfg.is_enabled());
 /// // A knob read from a configuration file: zero or negative means disabled.
 /// assert!(!CheckpointerConfig::from_interval_secs(-5.0).is_enabled());
+/// // A tiny positive interval is raised to the 1 ms minimum, never disabled.
+/// assert_eq!(
+///     CheckpointerConfig::from_interval_secs(1e-12).interval,
+///     Some(snapwal::scheduler::MIN_INTERVAL)
+/// );
+/// // Infinity means "never": the timer is disabled.
+/// assert!(!CheckpointerConfig::from_interval_secs(f64::INFINITY).is_enabled());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct CheckpointerConfig {
-    /// Time between periodic checkpoints; `None` disables the timer. Any positive
-    /// duration is honoured (there is no minimum).
+    /// Time between periodic checkpoints; `None` disables the timer. The
+    /// constructors raise a positive interval below [`MIN_INTERVAL`] (1 ms) to it,
+    /// and the scheduler does the same with a value set directly. An interval too
+    /// long for the clock (up to [`Duration::MAX`]) is honoured as "about a century":
+    /// it never overflows.
     pub interval: Option<Duration>,
     /// Also checkpoint when the WAL has grown by this many bytes since the last
     /// checkpoint (bounds recovery time); `None` disables the trigger.
     pub wal_bytes: Option<u64>,
     /// Checkpoints slower than this also log a WARN "checkpoint slow". Default 200 ms.
     pub slow_threshold: Duration,
-    /// How often the byte trigger is checked. Default 10 ms.
+    /// How often the byte trigger is checked. Default 10 ms; at least
+    /// [`MIN_INTERVAL`].
     pub poll: Duration,
 }
 
@@ -61,17 +77,26 @@ impl Default for CheckpointerConfig {
 }
 
 impl CheckpointerConfig {
-    /// A checkpoint every `interval`; a zero interval means disabled.
+    /// A checkpoint every `interval`: a zero interval means disabled, a positive one
+    /// below [`MIN_INTERVAL`] is raised to 1 ms.
     pub fn every(interval: Duration) -> Self {
         CheckpointerConfig {
-            interval: (!interval.is_zero()).then_some(interval),
+            interval: (!interval.is_zero()).then(|| interval.max(MIN_INTERVAL)),
             ..Self::default()
         }
     }
 
-    /// From a configuration knob in seconds: zero or below (or NaN) means disabled;
-    /// a negative value is coerced to disabled with a WARN, since it is most likely a
-    /// mistake in the configuration.
+    /// From a configuration knob in seconds:
+    ///
+    /// - zero, below zero or NaN: disabled (a negative value also logs a WARN, since
+    ///   it is most likely a mistake in the configuration);
+    /// - positive infinity: "never", so disabled too;
+    /// - a tiny positive value (below 1 ms, down to the smallest `f64`): 1 ms, the
+    ///   [`MIN_INTERVAL`]; it is never rounded down to "disabled";
+    /// - a finite value too large for a [`Duration`] (such as `1e300`): the longest
+    ///   [`Duration`], which the scheduler treats as "about a century".
+    ///
+    /// Never panics.
     pub fn from_interval_secs(secs: f64) -> Self {
         if secs < 0.0 {
             tracing::warn!(
@@ -79,11 +104,11 @@ impl CheckpointerConfig {
                 "negative checkpoint interval; checkpointer disabled"
             );
         }
-        if secs > 0.0 && secs.is_finite() {
-            Self::every(Duration::from_secs_f64(secs))
-        } else {
-            Self::default()
+        if secs.is_nan() || secs <= 0.0 || secs.is_infinite() {
+            return Self::default();
         }
+        let interval = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+        Self::every(interval.max(MIN_INTERVAL))
     }
 
     /// Sets [`CheckpointerConfig::wal_bytes`] (`Some(0)` counts as `None`).
@@ -101,6 +126,11 @@ impl CheckpointerConfig {
     /// Whether this configuration starts anything.
     pub fn is_enabled(&self) -> bool {
         self.interval.is_some() || self.wal_bytes.is_some()
+    }
+
+    /// The interval as the scheduler uses it: at least [`MIN_INTERVAL`].
+    fn effective_interval(&self) -> Option<Duration> {
+        self.interval.map(|i| i.max(MIN_INTERVAL))
     }
 }
 
@@ -145,23 +175,26 @@ pub(crate) struct SchedShared {
 }
 
 impl SchedShared {
-    /// Removes a job, waiting up to `timeout` for a run of it in flight to end.
-    /// Returns `false` if it was still running at the timeout (the worker then drops
+    /// Removes a job, waiting until `deadline` for a run of it in flight to end.
+    /// Returns `false` if it was still running at the deadline (the worker then drops
     /// it when the run ends). The workers keep serving every other job.
-    fn remove(&self, id: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+    ///
+    /// The job is marked removed at once, so no worker starts it again while this
+    /// waits: a job due again as soon as its run ends (a short interval) would
+    /// otherwise be picked up before this thread gets the lock back, for ever.
+    fn remove(&self, id: u64, deadline: Instant) -> bool {
         let mut q = lock(&self.queue);
         loop {
-            let now = Instant::now();
+            let left = remaining(deadline);
             match q.jobs.get_mut(&id) {
-                Some(job) if job.in_flight && now >= deadline => {
-                    job.removed = true;
-                    return false;
-                }
                 Some(job) if job.in_flight => {
+                    job.removed = true;
+                    if left.is_zero() {
+                        return false;
+                    }
                     q = self
                         .cv
-                        .wait_timeout(q, deadline - now)
+                        .wait_timeout(q, left)
                         .map(|(g, _)| g)
                         .unwrap_or_else(|e| e.into_inner().0);
                 }
@@ -173,6 +206,37 @@ impl SchedShared {
             }
         }
     }
+
+    /// Whether the scheduler was shut down (it runs nothing any more).
+    fn is_stopped(&self) -> bool {
+        lock(&self.queue).stopped
+    }
+
+    /// Adds a job; refused once the scheduler is shut down.
+    fn add(&self, target: std::sync::Weak<dyn Target>, cfg: CheckpointerConfig) -> Result<u64> {
+        let now = Instant::now();
+        let next_periodic = cfg.effective_interval().map(|i| deadline_after(now, i));
+        let mut q = lock(&self.queue);
+        if q.stopped {
+            return Err(crate::Error::SchedulerStopped);
+        }
+        let id = q.next_id;
+        q.next_id += 1;
+        let due = next_due(now, next_periodic, &cfg);
+        q.jobs.insert(
+            id,
+            Job {
+                target,
+                cfg,
+                next_periodic,
+                in_flight: false,
+                removed: false,
+            },
+        );
+        q.heap.push(std::cmp::Reverse((due, id)));
+        self.cv.notify_all();
+        Ok(id)
+    }
 }
 
 /// Runs the periodic checkpoints of any number of stores on a fixed number of
@@ -183,7 +247,19 @@ impl SchedShared {
 /// [`Store::start_checkpointer_on`](crate::Store::start_checkpointer_on); checkpoints then run on at most `threads`
 /// threads, earliest due first. [`Store::start_checkpointer`](crate::Store::start_checkpointer) uses a private
 /// one-thread scheduler. The scheduler's queue lock is never taken by appenders or
-/// readers.
+/// readers, and never held while a checkpoint runs.
+///
+/// A checkpoint that panics (in a state's `Serialize`, or in a file system) is that
+/// store's failed checkpoint: logged at ERROR and counted in its
+/// [`CheckpointStats::failures`](crate::CheckpointStats::failures); the worker and
+/// every other store carry on.
+///
+/// Closing a store cancels its running checkpoint (at the snapshot writer's next
+/// buffered write) and removes its job, without disturbing the other stores.
+/// After [`Scheduler::shutdown`] (or the scheduler's drop) the scheduler runs
+/// nothing: registering a store on it fails with
+/// [`Error::SchedulerStopped`](crate::Error::SchedulerStopped), and a store that was
+/// registered on it may be started on another scheduler.
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};
@@ -221,61 +297,76 @@ impl Scheduler {
     /// `snapwal-ckpt-<i>`.
     pub fn new(threads: usize) -> Result<Self> {
         let shared = Arc::new(SchedShared::default());
-        let mut workers = Vec::new();
+        let sched = Scheduler {
+            shared,
+            workers: Mutex::new(Vec::new()),
+        };
         for i in 0..threads.max(1) {
-            let sh = Arc::clone(&shared);
+            let sh = Arc::clone(&sched.shared);
             let h = std::thread::Builder::new()
                 .name(format!("snapwal-ckpt-{i}"))
                 .spawn(move || worker(&sh))
+                // Dropping `sched` stops the workers already started.
                 .map_err(|e| crate::Error::io("spawn thread", "snapwal-ckpt", e))?;
-            workers.push(h);
+            lock(&sched.workers).push(h);
         }
-        Ok(Scheduler {
-            shared,
-            workers: Mutex::new(workers),
-        })
+        Ok(sched)
     }
 
-    /// The number of worker threads.
+    /// The number of worker threads (zero once shut down).
     pub fn threads(&self) -> usize {
         lock(&self.workers).len()
     }
 
-    pub(crate) fn add(&self, target: std::sync::Weak<dyn Target>, cfg: CheckpointerConfig) -> u64 {
-        let now = Instant::now();
-        let next_periodic = cfg.interval.map(|i| now + i);
-        let mut q = lock(&self.shared.queue);
-        let id = q.next_id;
-        q.next_id += 1;
-        let due = next_due(now, next_periodic, &cfg);
-        q.jobs.insert(
-            id,
-            Job {
-                target,
-                cfg,
-                next_periodic,
-                in_flight: false,
-                removed: false,
-            },
-        );
-        q.heap.push(std::cmp::Reverse((due, id)));
-        self.shared.cv.notify_all();
-        id
+    /// Whether [`Scheduler::shutdown`] was called: the scheduler runs nothing any
+    /// more.
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.is_stopped()
     }
 
-    /// Stops the workers, waiting up to `timeout` for each to finish its current
-    /// checkpoint. Returns how many were left running.
+    pub(crate) fn add(
+        &self,
+        target: std::sync::Weak<dyn Target>,
+        cfg: CheckpointerConfig,
+    ) -> Result<u64> {
+        self.shared.add(target, cfg)
+    }
+
+    /// Stops the workers, waiting up to `timeout` in all for them to finish their
+    /// current checkpoints (any duration, [`Duration::MAX`] included, is accepted).
+    /// Returns how many were left running. Stores still registered stop
+    /// checkpointing (a WARN says how many); each can be started on another
+    /// scheduler. Later registrations fail with
+    /// [`Error::SchedulerStopped`](crate::Error::SchedulerStopped).
     pub fn shutdown(&self, timeout: Duration) -> usize {
+        let registered = {
+            let mut q = lock(&self.shared.queue);
+            q.stopped = true;
+            q.jobs.values().filter(|j| !j.removed).count()
+        };
+        if registered > 0 && self.threads() > 0 {
+            tracing::warn!(
+                stores = registered,
+                "scheduler shut down with stores still registered; they no longer checkpoint"
+            );
+        }
+        self.stop(deadline_after(Instant::now(), timeout))
+    }
+
+    /// Stops the workers, waiting until `deadline`; returns how many were left.
+    fn stop(&self, deadline: Instant) -> usize {
         lock(&self.shared.queue).stopped = true;
         self.shared.cv.notify_all();
-        let deadline = Instant::now() + timeout;
         let mut left = 0;
-        for h in lock(&self.workers).drain(..) {
+        let workers: Vec<_> = lock(&self.workers).drain(..).collect();
+        for h in workers {
             while !h.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(remaining(deadline).min(Duration::from_millis(1)));
             }
             if h.is_finished() {
-                let _ = h.join();
+                if h.join().is_err() {
+                    tracing::error!("checkpointer worker thread panicked");
+                }
             } else {
                 left += 1;
             }
@@ -285,19 +376,22 @@ impl Scheduler {
 }
 
 impl Drop for Scheduler {
+    /// Shuts down, waiting at most 100 ms: dropping a scheduler never hangs.
     fn drop(&mut self) {
         self.shutdown(Duration::from_millis(100));
     }
 }
 
 fn next_due(now: Instant, next_periodic: Option<Instant>, cfg: &CheckpointerConfig) -> Instant {
-    let poll = cfg.wal_bytes.map(|_| now + cfg.poll);
+    let poll = cfg
+        .wal_bytes
+        .map(|_| deadline_after(now, cfg.poll.max(MIN_INTERVAL)));
     match (next_periodic, poll) {
         (Some(a), Some(b)) => a.min(b),
         (Some(a), None) => a,
         (None, Some(b)) => b,
         // Not reachable for an enabled config; check again in a while.
-        (None, None) => now + Duration::from_secs(3600),
+        (None, None) => deadline_after(now, Duration::from_secs(3600)),
     }
 }
 
@@ -329,29 +423,47 @@ fn worker(sh: &SchedShared) {
         let Some(job) = q.jobs.get_mut(&id) else {
             continue;
         };
+        if job.removed {
+            q.jobs.remove(&id);
+            continue;
+        }
         let Some(target) = job.target.upgrade() else {
             q.jobs.remove(&id);
             continue;
         };
-        let mode = if job.next_periodic.is_some_and(|t| now >= t) {
-            job.next_periodic = job.cfg.interval.map(|i| now + i);
-            Some(Trigger::Periodic)
-        } else if job
-            .cfg
-            .wal_bytes
-            .is_some_and(|limit| target.wal_bytes_since_checkpoint() >= limit)
-        {
-            Some(Trigger::Bytes)
-        } else {
-            None
-        };
-        let next = next_due(now, job.next_periodic, &job.cfg);
+        let periodic = job.next_periodic.is_some_and(|t| now >= t);
+        if periodic {
+            job.next_periodic = job.cfg.effective_interval().map(|i| deadline_after(now, i));
+        }
+        let (cfg, next_periodic) = (job.cfg, job.next_periodic);
         job.in_flight = true;
         drop(q);
-        if let Some(trigger) = mode {
-            target.run(trigger);
+        // The queue lock is released: the byte count and the checkpoint run without
+        // it. A panic is caught here too (the store's own checkpoint catches its
+        // panics first), so the job is never left in flight.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let trigger = if periodic {
+                Some(Trigger::Periodic)
+            } else if cfg
+                .wal_bytes
+                .is_some_and(|limit| target.wal_bytes_since_checkpoint() >= limit)
+            {
+                Some(Trigger::Bytes)
+            } else {
+                None
+            };
+            if let Some(trigger) = trigger {
+                target.run(trigger);
+            }
+        }));
+        if let Err(payload) = ran {
+            tracing::error!(
+                panic = %panic_message(payload.as_ref()),
+                "checkpoint job panicked; the scheduler carries on"
+            );
         }
         drop(target);
+        let next = next_due(Instant::now(), next_periodic, &cfg);
         q = lock(&sh.queue);
         if let Some(job) = q.jobs.get_mut(&id) {
             job.in_flight = false;
@@ -374,13 +486,22 @@ pub(crate) enum Attached {
 }
 
 impl Attached {
-    /// Detaches: stops a private scheduler, or removes the job from a shared one (never
-    /// stopping it), waiting up to `timeout` for a run in flight. Returns the number
-    /// of threads or runs left behind.
-    pub(crate) fn detach(self, timeout: Duration) -> usize {
+    /// Whether the scheduler still runs this job (a shared scheduler may have been
+    /// shut down under it).
+    pub(crate) fn is_alive(&self) -> bool {
         match self {
-            Attached::Own(s) => s.shutdown(timeout),
-            Attached::Shared(sh, id) => usize::from(!sh.remove(id, timeout)),
+            Attached::Own(s) => !s.is_shut_down(),
+            Attached::Shared(sh, _) => !sh.is_stopped(),
+        }
+    }
+
+    /// Detaches: stops a private scheduler, or removes the job from a shared one (never
+    /// stopping it), waiting until `deadline` for a run in flight. Returns the number
+    /// of threads or runs left behind.
+    pub(crate) fn detach(self, deadline: Instant) -> usize {
+        match self {
+            Attached::Own(s) => s.stop(deadline),
+            Attached::Shared(sh, id) => usize::from(!sh.remove(id, deadline)),
         }
     }
 }

@@ -103,6 +103,8 @@ fn periodic_checkpointer_runs_and_logs_every_field() {
     let periodic: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains(" INFO ") && l.contains("mode=\"periodic\""))
+        // A periodic checkpoint that `close` cancels logs its own, shorter event.
+        .filter(|l| !l.contains("checkpoint cancelled"))
         .collect();
     assert!(periodic.len() >= 2, "periodic checkpoint lines: {lines:#?}");
     for field in [
@@ -130,11 +132,21 @@ fn periodic_checkpointer_runs_and_logs_every_field() {
     assert!(!agg.contains(" n=0"), "aggregate has no checkpoints: {agg}");
 }
 
+/// 552 checkpoints: 512 fast, then 40 slowed to at least 100 ms. The window holds the
+/// last 512, so 40 of its 512 (7.8%) are slow: the 95th percentile (index 485 of
+/// 512, sorted) and the maximum are slow, the median is fast. A percentile that
+/// returned the minimum, or a ring that stopped at its first 512, would show no slow
+/// one. The exact arithmetic is pinned by a unit test next to the ring.
 #[test]
 fn stats_window_reports_percentiles() {
+    let f = Arc::new(FaultFs::default());
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), SyncPolicy::Never);
-    for i in 0..5 {
+    let store: Store<Ledger> = Store::open(dir.path(), faulty_opts(&f)).unwrap();
+    let slow = Duration::from_millis(100);
+    for i in 0..552u64 {
+        if i == 512 {
+            *f.slow_snapshot_sync.lock().unwrap() = slow;
+        }
         store.append(&Entry::new(1, i)).unwrap();
         assert_eq!(
             store.checkpoint().unwrap().outcome,
@@ -142,10 +154,14 @@ fn stats_window_reports_percentiles() {
         );
     }
     let s = store.checkpoint_stats();
-    assert_eq!(s.n, 5);
-    assert_eq!(s.total, 5);
-    assert!(s.p50 <= s.p95 && s.p95 <= s.max);
-    assert!(s.max > Duration::ZERO);
+    assert_eq!(s.n, 512);
+    assert_eq!(s.total, 552);
+    assert!(s.max >= slow, "{s:?}");
+    assert!(
+        s.p95 >= slow,
+        "the 95th percentile missed the slow tail: {s:?}"
+    );
+    assert!(s.p50 < slow, "the median is a fast checkpoint: {s:?}");
 }
 
 #[test]
@@ -256,11 +272,28 @@ fn failing_unlink_is_logged_counted_and_never_fails_the_checkpoint() {
 fn byte_threshold_triggers_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), SyncPolicy::Never);
+    let threshold = 256 * 1024;
     store
-        .start_checkpointer(CheckpointerConfig::default().wal_bytes(Some(32 * 1024)))
+        .start_checkpointer(CheckpointerConfig::default().wal_bytes(Some(threshold)))
         .unwrap();
-    for n in 0..1_000 {
+    // About 60 KiB, a quarter of the threshold: 30 polls of 10 ms see it, and none
+    // may checkpoint.
+    let mut n = 0;
+    while store.current().seq() * 130 < threshold / 4 {
         store.append(&Entry::padded(1, n, 100)).unwrap();
+        n += 1;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        store.checkpoint_stats().total,
+        0,
+        "a checkpoint ran below the byte threshold"
+    );
+    assert!(snapshots(dir.path()).is_empty());
+    // Past the threshold: one runs.
+    for _ in 0..2_500 {
+        store.append(&Entry::padded(1, n, 100)).unwrap();
+        n += 1;
     }
     wait_until("a byte-triggered checkpoint", || {
         store.checkpoint_stats().total >= 1
@@ -306,24 +339,49 @@ fn positions_survive_a_crash_as_of_the_last_checkpoint() {
 
 #[test]
 fn close_with_a_slow_checkpoint_in_flight_returns_within_its_bound() {
-    let f = Arc::new(FaultFs::default());
-    *f.slow_snapshot_sync.lock().unwrap() = Duration::from_secs(3);
+    // The snapshot's fdatasync parks until released (at most a minute): without a
+    // bound, close would wait that long.
+    let (release, parked_rx) = std::sync::mpsc::channel::<()>();
+    let parked_rx = Mutex::new(parked_rx);
+    let entered = Arc::new(AtomicBool::new(false));
+    let fs = {
+        let entered = Arc::clone(&entered);
+        HookedFs::new(move |op, path| {
+            if op == Op::SyncData
+                && path.to_string_lossy().ends_with(".tmp")
+                && !entered.swap(true, Ordering::SeqCst)
+            {
+                let _ = parked_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(60));
+            }
+            Ok(())
+        })
+    };
     let dir = tempfile::tempdir().unwrap();
-    let store: Store<Ledger> = Store::open(dir.path(), faulty_opts(&f)).unwrap();
+    let store: Store<Ledger> =
+        Store::open(dir.path(), opts(SyncPolicy::Never).fs(Arc::new(fs))).unwrap();
     store.append(&Entry::new(1, 1)).unwrap();
     store
         .start_checkpointer(CheckpointerConfig::every(Duration::from_millis(1)))
         .unwrap();
-    wait_until("the slow sync to start", || {
-        f.slow_entered.load(Ordering::SeqCst)
-    });
+    wait_until("the slow sync to start", || entered.load(Ordering::SeqCst));
+    let bound = Duration::from_millis(100);
+    let started = Instant::now();
     let report = store
-        .close_with(CloseOptions::default().thread_timeout(Duration::from_millis(100)))
+        .close_with(CloseOptions::default().thread_timeout(bound))
         .unwrap();
-    // Had close waited for the 3 s sync, the thread would have finished and not
-    // been counted as left behind.
+    let took = started.elapsed();
+    // Generous (10x the bound, for a noisy machine), and far below the parked sync.
+    assert!(
+        took < bound * 10,
+        "close took {took:?} for a {bound:?} bound"
+    );
     assert_eq!(report.threads_abandoned, 1);
+    assert!(report.still_closing);
     assert_eq!(report.durable_seq, 1);
+    release.send(()).unwrap();
     // The store reopens once the abandoned checkpoint has finished and let go.
     wait_until("the store to be released", || {
         Store::<Ledger>::open(dir.path(), opts(SyncPolicy::Never)).is_ok()
@@ -332,17 +390,41 @@ fn close_with_a_slow_checkpoint_in_flight_returns_within_its_bound() {
 
 #[test]
 fn close_cancels_a_checkpoint_between_writes() {
+    // Each buffered snapshot write takes 30 ms and the snapshot needs about 40:
+    // close must stop it after a few, not wait for all of them.
+    let writes = Arc::new(AtomicUsize::new(0));
+    let fs = {
+        let writes = Arc::clone(&writes);
+        HookedFs::new(move |op, path| {
+            if op == Op::Write && path.to_string_lossy().ends_with(".tmp") {
+                writes.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            Ok(())
+        })
+    };
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), SyncPolicy::Never);
-    let batch: Vec<Entry> = (0..20_000).map(|n| Entry::padded(1, n, 200)).collect();
+    let store: Store<Blobs> =
+        Store::open(dir.path(), opts(SyncPolicy::Never).fs(Arc::new(fs))).unwrap();
+    let batch: Vec<Vec<u8>> = (0..400u32).map(|n| vec![n as u8; 100 * 1024]).collect();
     store.append_batch(&batch).unwrap();
     store
         .start_checkpointer(CheckpointerConfig::every(Duration::from_millis(1)))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(5));
-    let report = store.close().unwrap();
+    wait_until("the snapshot writes to start", || {
+        writes.load(Ordering::SeqCst) >= 1
+    });
+    let report = store
+        .close_with(CloseOptions::default().thread_timeout(Duration::from_secs(60)))
+        .unwrap();
+    let done = writes.load(Ordering::SeqCst);
     assert_eq!(report.threads_abandoned, 0);
-    // Whatever was cancelled left no temp file behind.
+    assert!(
+        done <= 10,
+        "close waited for {done} of about 40 buffered writes"
+    );
+    // The cancelled checkpoint installed nothing and left no temp file behind.
+    assert!(snapshots(dir.path()).is_empty());
     let temps = std::fs::read_dir(dir.path().join("snap"))
         .unwrap()
         .filter(|e| {
@@ -354,8 +436,8 @@ fn close_cancels_a_checkpoint_between_writes() {
         })
         .count();
     assert_eq!(temps, 0);
-    let store = open(dir.path(), SyncPolicy::Never);
-    assert_eq!(*store.current().state(), replayed(&batch));
+    let store: Store<Blobs> = Store::open(dir.path(), opts(SyncPolicy::Never)).unwrap();
+    assert_eq!(store.current().state().0, batch);
 }
 
 /// A state whose snapshot spans several write buffers.

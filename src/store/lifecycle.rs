@@ -7,15 +7,14 @@
 //!   bounded; cleanup failures are reported, never raised; only a failure to make
 //!   appended data durable is an error.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{Inner, Store};
-use crate::checkpoint::CheckpointMode;
 use crate::error::{Error, Result};
 use crate::scheduler::{Attached, CheckpointerConfig, Scheduler, Target};
-use crate::util::lock;
+use crate::util::{deadline_after, lock, millis, remaining};
 use crate::{CloseOptions, Seq, State};
 
 /// What [`Store::close`] did.
@@ -23,15 +22,47 @@ use crate::{CloseOptions, Seq, State};
 pub struct CloseReport {
     /// The seq that is durable on disk.
     pub durable_seq: Seq,
-    /// The final checkpoint, if one ran.
+    /// The final checkpoint, if one ran (it may have finished after its deadline,
+    /// within [`CloseOptions::thread_timeout`], if it was past its last cancellation
+    /// point). `None` when none was asked for, or when it did not run: then
+    /// [`CloseReport::final_checkpoint_missed`] says why.
     pub final_checkpoint: Option<crate::CheckpointReport>,
+    /// Why a requested final checkpoint produced no report (also logged at WARN, or
+    /// at ERROR for a failure). `None` when it ran or none was asked for.
+    pub final_checkpoint_missed: Option<FinalCheckpointMissed>,
     /// Cleanup failures (logged at ERROR; never raised).
     pub cleanup_failures: Vec<crate::CleanupFailure>,
-    /// Background threads that did not stop within their bound and were left to
-    /// finish on their own.
+    /// Background threads or checkpoint runs that did not stop within their bound and
+    /// were left to finish on their own (each was cancelled first).
     pub threads_abandoned: usize,
+    /// `true` when `close` returned while something of this store (an abandoned
+    /// checkpoint stuck in a file-system call, or a background thread) still held
+    /// it: the directory lock stays held until that call returns, so an immediate
+    /// [`Store::open`] may fail with [`Error::Locked`](crate::Error::Locked); retry
+    /// it. The checkpoint it runs is cancelled: it installs no snapshot, and it
+    /// unlinks nothing but its own temp file. Logged at WARN. `false` means that
+    /// when `close` returned, nothing of this store touched the directory any more
+    /// and the lock was free.
+    pub still_closing: bool,
     /// Time `close` took.
     pub elapsed: Duration,
+}
+
+/// Why a final checkpoint asked of [`Store::close_with`] did not run
+/// ([`CloseReport::final_checkpoint_missed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FinalCheckpointMissed {
+    /// A checkpoint that `close` had cancelled was still running at the final
+    /// checkpoint's deadline (for example stuck in a slow `fdatasync`), so the final
+    /// one never started.
+    Busy,
+    /// It started but had not finished at its deadline; it was cancelled.
+    Deadline,
+    /// It failed (the error is logged at ERROR).
+    Failed,
+    /// Its thread could not be started.
+    NotStarted,
 }
 
 /// A stop flag that background threads wait on.
@@ -68,31 +99,44 @@ impl<S: State> Store<S> {
 
     /// Closes the store, in this order:
     ///
-    /// 1. set the stop flag;
-    /// 2. wake and join background threads, waiting at most
-    ///    [`CloseOptions::thread_timeout`] (a thread still running is left to finish);
+    /// 1. set the stop flag and cancel a running checkpoint (the snapshot writer
+    ///    gives up at its next buffered write; on a shared [`Scheduler`] only this
+    ///    store's checkpoint is cancelled);
+    /// 2. detach the checkpointer and join background threads, waiting at most
+    ///    [`CloseOptions::thread_timeout`] (a thread still running is left to finish
+    ///    and counted in [`CloseReport::threads_abandoned`]);
     /// 3. log the checkpoint statistics (one INFO event);
-    /// 4. the final checkpoint, if [`CloseOptions::final_checkpoint`] asks for one,
-    ///    bounded by its deadline;
-    /// 5. cleanup: unlink every segment the final snapshot covers;
+    /// 4. the final checkpoint, if [`CloseOptions::final_checkpoint`] asks for one:
+    ///    it first waits, within its deadline, for a cancelled checkpoint still
+    ///    running to end, then runs. At the deadline it is cancelled, and `close`
+    ///    waits at most [`CloseOptions::thread_timeout`] more for it to stop. One that
+    ///    did not run is reported in [`CloseReport::final_checkpoint_missed`] with a
+    ///    WARN, never as if it had run;
+    /// 5. cleanup (part of the final checkpoint);
     /// 6. the final WAL sync;
     /// 7. release the directory lock.
+    ///
+    /// So `close` waits at most `thread_timeout` + `final_checkpoint` +
+    /// `thread_timeout`, plus the final WAL sync. When it returns with
+    /// [`CloseReport::still_closing`] `false`, nothing of this store touches the
+    /// directory any more and the lock is free; otherwise the report says so (see
+    /// there). Every duration is accepted, [`Duration::MAX`] included.
     ///
     /// Never panics. Cleanup failures are logged and returned in the report. The only
     /// error is a failure to make appended data durable (step 6).
     pub fn close_with(self, opts: CloseOptions) -> Result<CloseReport> {
         let start = Instant::now();
         let mut report = CloseReport {
-            threads_abandoned: self.stop_threads(opts.thread_timeout),
+            threads_abandoned: self.stop_threads(deadline_after(start, opts.thread_timeout)),
             ..CloseReport::default()
         };
         let stats = self.checkpoint_stats();
         tracing::info!(
             dir = %self.inner.dir.display(),
             n = stats.n,
-            p50_ms = stats.p50.as_millis() as u64,
-            p95_ms = stats.p95.as_millis() as u64,
-            max_ms = stats.max.as_millis() as u64,
+            p50_ms = millis(stats.p50),
+            p95_ms = millis(stats.p95),
+            max_ms = millis(stats.max),
             total = stats.total,
             failures = stats.failures,
             cleanup_failures = stats.cleanup_failures,
@@ -100,49 +144,110 @@ impl<S: State> Store<S> {
             "checkpoint statistics at close"
         );
         if let Some(deadline) = opts.final_checkpoint {
-            self.inner.ck.cancel.store(false, Ordering::Release);
-            let inner = Arc::clone(&self.inner);
-            let (tx, rx) = std::sync::mpsc::channel();
-            let spawned = std::thread::Builder::new()
-                .name("snapwal-final-checkpoint".into())
-                .spawn(move || {
-                    let result = inner.checkpoint(CheckpointMode::Shutdown);
-                    // Release the store before reporting, so that `close` returning
-                    // means the directory lock is released too.
-                    drop(inner);
-                    let _ = tx.send(result);
-                });
-            match spawned {
-                Ok(_) => match rx.recv_timeout(deadline) {
-                    Ok(Ok(rep)) => {
-                        report
-                            .cleanup_failures
-                            .extend(rep.cleanup_failures.iter().cloned());
-                        report.final_checkpoint = Some(rep);
-                    }
-                    Ok(Err(e)) => tracing::error!(error = %e, "final checkpoint failed"),
-                    Err(_) => {
-                        self.inner.ck.cancel.store(true, Ordering::Release);
-                        tracing::warn!(
-                            deadline_ms = deadline.as_millis() as u64,
-                            "final checkpoint did not finish before its deadline; cancelled"
-                        );
-                        report.threads_abandoned += 1;
-                    }
-                },
-                Err(e) => tracing::error!(error = %e, "could not start the final checkpoint"),
-            }
+            self.final_checkpoint(deadline, opts.thread_timeout, &mut report);
         }
         let synced = self.inner.wal.sync_all();
         report.durable_seq = self.inner.wal.durable_seq();
+        // Anyone else still holding the store (an abandoned checkpoint or thread)
+        // keeps the directory lock. Nobody can take a new hold once every job is
+        // detached, so a count of one means the lock goes with `self`.
+        report.still_closing = Arc::strong_count(&self.inner) > 1;
+        if report.still_closing {
+            tracing::warn!(
+                dir = %self.inner.dir.display(),
+                threads_abandoned = report.threads_abandoned,
+                "store still closing: a cancelled checkpoint or thread is stuck in a \
+                 file-system call and holds the directory lock until it returns"
+            );
+        }
         report.elapsed = start.elapsed();
         tracing::info!(
+            dir = %self.inner.dir.display(),
             durable_seq = report.durable_seq,
-            elapsed_ms = report.elapsed.as_millis() as u64,
+            elapsed_ms = millis(report.elapsed),
+            still_closing = report.still_closing,
             "store closed"
         );
         drop(self);
         synced.map(|_| report)
+    }
+
+    /// Step 4 of [`Store::close_with`]: the final checkpoint on a thread of its own,
+    /// bounded by `deadline`, then cancelled and waited for at most `cancel_wait`.
+    fn final_checkpoint(
+        &self,
+        deadline: Duration,
+        cancel_wait: Duration,
+        report: &mut CloseReport,
+    ) {
+        let dir = self.inner.dir.display().to_string();
+        let until = deadline_after(Instant::now(), deadline);
+        let abort = Arc::new(AtomicBool::new(false));
+        let inner = Arc::clone(&self.inner);
+        let thread_abort = Arc::clone(&abort);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("snapwal-final-checkpoint".into())
+            .spawn(move || {
+                let result = inner.ck.run_final(&inner.source(), until, &thread_abort);
+                // Release the store before reporting, so that `close` returning
+                // means the directory lock is released too.
+                drop(inner);
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(dir, error = %e, "could not start the final checkpoint");
+            report.final_checkpoint_missed = Some(FinalCheckpointMissed::NotStarted);
+            return;
+        }
+        let mut received = rx.recv_timeout(remaining(until));
+        let mut cancelled = false;
+        if received.is_err() {
+            // Abort first, then cancel: the run either sees the abort before it
+            // starts, or the cancel flag during its writes (see `run_final`).
+            abort.store(true, Ordering::SeqCst);
+            self.inner.ck.cancel.store(true, Ordering::SeqCst);
+            cancelled = true;
+            received = rx.recv_timeout(remaining(deadline_after(Instant::now(), cancel_wait)));
+        }
+        let missed = match received {
+            Ok(Ok(Some(rep))) => {
+                report
+                    .cleanup_failures
+                    .extend(rep.cleanup_failures.iter().cloned());
+                report.final_checkpoint = Some(rep);
+                None
+            }
+            Ok(Ok(None)) => Some(FinalCheckpointMissed::Busy),
+            Ok(Err(crate::Error::Cancelled)) => Some(FinalCheckpointMissed::Deadline),
+            Ok(Err(e)) => {
+                tracing::error!(dir, error = %e, "final checkpoint failed");
+                Some(FinalCheckpointMissed::Failed)
+            }
+            Err(_) => {
+                report.threads_abandoned += 1;
+                Some(FinalCheckpointMissed::Deadline)
+            }
+        };
+        match missed {
+            Some(FinalCheckpointMissed::Busy) => tracing::warn!(
+                dir,
+                deadline_ms = millis(deadline),
+                "final checkpoint did not run: a cancelled checkpoint was still running at its deadline"
+            ),
+            Some(FinalCheckpointMissed::Deadline) => tracing::warn!(
+                dir,
+                deadline_ms = millis(deadline),
+                "final checkpoint did not finish before its deadline; cancelled"
+            ),
+            _ if cancelled => tracing::warn!(
+                dir,
+                deadline_ms = millis(deadline),
+                "final checkpoint finished after its deadline, past its last cancellation point"
+            ),
+            _ => {}
+        }
+        report.final_checkpoint_missed = missed;
     }
 
     pub(crate) fn spawn(
@@ -159,19 +264,19 @@ impl<S: State> Store<S> {
         Ok(())
     }
 
-    /// Stops background threads: signals them and waits up to `bound` in total.
-    /// Returns how many did not finish in time (they are left to finish alone; they
-    /// hold the store open until they do).
-    pub(crate) fn stop_threads(&self, bound: Duration) -> usize {
+    /// Stops background threads: signals them, cancels a running checkpoint, and
+    /// waits until `deadline` in total. Returns how many did not finish in time (they
+    /// are left to finish alone; they hold the store open until they do).
+    pub(crate) fn stop_threads(&self, deadline: Instant) -> usize {
         self.inner.stop.stop();
-        self.inner.ck.cancel.store(true, Ordering::Release);
-        let deadline = Instant::now() + bound;
-        let mut abandoned = lock(&self.checkpointer)
-            .take()
-            .map_or(0, |c| c.detach(bound));
-        for (name, handle) in lock(&self.threads).drain(..) {
+        self.inner.ck.cancel.store(true, Ordering::SeqCst);
+        // Take the checkpointer out first: its lock is not held while waiting.
+        let attached = lock(&self.checkpointer).take();
+        let mut abandoned = attached.map_or(0, |c| c.detach(deadline));
+        let threads: Vec<_> = lock(&self.threads).drain(..).collect();
+        for (name, handle) in threads {
             while !handle.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(remaining(deadline).min(Duration::from_millis(1)));
             }
             if handle.is_finished() {
                 if handle.join().is_err() {
@@ -180,7 +285,6 @@ impl<S: State> Store<S> {
             } else {
                 tracing::warn!(
                     thread = name,
-                    bound_ms = bound.as_millis() as u64,
                     "background thread did not stop in time; leaving it to finish"
                 );
                 abandoned += 1;
@@ -195,7 +299,7 @@ impl<S: State> Drop for Store<S> {
     /// dropping a store never hangs. Appends already returned under `Always` are
     /// durable; others are in the OS page cache.
     fn drop(&mut self) {
-        self.stop_threads(Duration::from_millis(100));
+        self.stop_threads(deadline_after(Instant::now(), Duration::from_millis(100)));
     }
 }
 
@@ -205,38 +309,63 @@ impl<S: State> Store<S> {
     /// disabled (no interval and no byte trigger). `open` never starts it, so one-shot
     /// tools and tests are unaffected.
     ///
+    /// Fails with [`Error::InvalidOptions`] if a checkpointer is already running:
+    /// of concurrent calls, exactly one succeeds (the check and the attach are one
+    /// step). A checkpointer whose shared [`Scheduler`] was shut down does not count:
+    /// it is replaced.
+    ///
     /// Checkpoints never overlap (see [`Store::checkpoint`]); each logs one INFO event
     /// with `mode`, `busy`, `seq`, `log_records`, `checkpointed_records`,
     /// `snapshot_bytes`, `segments_removed`, `snapshots_pruned`, `elapsed_ms`, and a
     /// WARN "checkpoint slow" past [`CheckpointerConfig::slow_threshold`].
     pub fn start_checkpointer(&self, cfg: CheckpointerConfig) -> Result<bool> {
-        if !self.prepare_checkpointer(&cfg)? {
+        let mut slot = lock(&self.checkpointer);
+        if !self.prepare_checkpointer(&mut slot, &cfg)? {
             return Ok(false);
         }
         let sched = Scheduler::new(1)?;
-        sched.add(self.weak_target(), cfg);
-        *lock(&self.checkpointer) = Some(Attached::Own(sched));
+        sched.add(self.weak_target(), cfg)?;
+        *slot = Some(Attached::Own(sched));
         Ok(true)
     }
 
     /// Registers this store's checkpoints on a shared [`Scheduler`]. Returns
     /// `Ok(false)` when `cfg` is disabled.
+    ///
+    /// Fails with [`Error::SchedulerStopped`] if `scheduler` was shut down, and with
+    /// [`Error::InvalidOptions`] if a checkpointer is already running (as
+    /// [`Store::start_checkpointer`]; of concurrent calls exactly one succeeds).
     pub fn start_checkpointer_on(
         &self,
         scheduler: &Scheduler,
         cfg: CheckpointerConfig,
     ) -> Result<bool> {
-        if !self.prepare_checkpointer(&cfg)? {
+        let mut slot = lock(&self.checkpointer);
+        if !self.prepare_checkpointer(&mut slot, &cfg)? {
             return Ok(false);
         }
-        let id = scheduler.add(self.weak_target(), cfg);
-        *lock(&self.checkpointer) = Some(Attached::Shared(Arc::clone(&scheduler.shared), id));
+        let id = scheduler.add(self.weak_target(), cfg)?;
+        *slot = Some(Attached::Shared(Arc::clone(&scheduler.shared), id));
         Ok(true)
     }
 
-    fn prepare_checkpointer(&self, cfg: &CheckpointerConfig) -> Result<bool> {
-        if lock(&self.checkpointer).is_some() {
+    /// Checks, under the caller's hold of the checkpointer slot, that none is
+    /// running (dropping one whose scheduler was shut down) and that `cfg` is enabled.
+    fn prepare_checkpointer(
+        &self,
+        slot: &mut Option<Attached>,
+        cfg: &CheckpointerConfig,
+    ) -> Result<bool> {
+        if slot.as_ref().is_some_and(Attached::is_alive) {
             return Err(Error::InvalidOptions("a checkpointer is already running"));
+        }
+        if let Some(dead) = slot.take() {
+            tracing::info!(
+                dir = %self.inner.dir.display(),
+                "the previous checkpointer's scheduler was shut down; replacing it"
+            );
+            // Its workers are gone: nothing is in flight, so this does not wait.
+            dead.detach(Instant::now());
         }
         if !cfg.is_enabled() {
             tracing::info!(

@@ -28,8 +28,8 @@ use crate::{Options, Seq, State, SyncPolicy, Versioned};
 mod lifecycle;
 mod open;
 
-pub use lifecycle::CloseReport;
 pub(crate) use lifecycle::Stop;
+pub use lifecycle::{CloseReport, FinalCheckpointMissed};
 pub use open::OpenReport;
 
 /// Everything shared between the store handle and its background threads.
