@@ -75,7 +75,10 @@ impl Probe {
     fn wait_parked(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.parked.load(Ordering::SeqCst) {
-            assert!(Instant::now() < deadline, "the group commit never synced segment 1");
+            assert!(
+                Instant::now() < deadline,
+                "the group commit never synced segment 1"
+            );
             thread::sleep(Duration::from_millis(1));
         }
     }
