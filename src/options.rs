@@ -15,12 +15,16 @@ pub enum SyncPolicy {
     /// A background thread makes everything appended durable every interval; appends
     /// return once their record is in the OS page cache. A crash of the process loses
     /// nothing, except appends that returned while another appender was rotating to a
-    /// new segment (a window of one `fdatasync`, once per segment: see
-    /// [`SyncPolicy::Never`]); a power loss loses at most about one interval.
+    /// new segment (at most [`Options::max_staged_bytes`] of them: see
+    /// [`SyncPolicy::Never`]); a power loss loses at most about one interval. Each
+    /// background sync covers what was appended when it started, so it ends in
+    /// bounded time however busy the writers are.
     Interval(Duration),
-    /// Appends return once their record is in the OS page cache (or, while another
-    /// appender rotates to a new segment, once it is queued for that appender, which
-    /// writes it as soon as the new segment exists); only
+    /// Appends return once their record is in the OS page cache, or, while another
+    /// appender rotates to a new segment, once it is queued in memory (the next write
+    /// or sync writes it). The bytes queued that way are bounded by
+    /// [`Options::max_staged_bytes`]: past it, appenders wait for the rotation
+    /// (back-pressure), so a crash of the process loses at most that much. Only
     /// [`Store::sync`](crate::Store::sync), checkpoints and `close` sync.
     Never,
 }
@@ -61,7 +65,19 @@ pub struct Options {
     /// Rotate to a new segment past this size. Default: 64 MiB.
     pub segment_bytes: u64,
     /// Reserve each segment's full size when it is created (`fallocate`). Default: on.
+    ///
+    /// A failed reservation (for example `ENOSPC`) is not an error: the new segment is
+    /// still empty, so nothing is lost; it is logged at WARN with the file and the
+    /// error, and the segment is used without a reservation. Only a failed create,
+    /// write or sync of the log makes the store read-only.
     pub preallocate: bool,
+    /// The most bytes of appended records held in memory before they are handed to the
+    /// OS (staged while another appender rotates to a new segment). Past it, appenders
+    /// wait for the rotation instead of returning: back-pressure, not growth. It can be
+    /// passed by at most one batch per appending thread. Under
+    /// [`SyncPolicy::Never`] and [`SyncPolicy::Interval`] it bounds what a crash of the
+    /// process (not only a power loss) can lose. Default: 1 MiB; at least 4096.
+    pub max_staged_bytes: u64,
     /// Snapshots kept on disk. The WAL is kept back to the oldest of them, so a corrupt
     /// newest snapshot loses nothing. Default: 2; at least 1.
     pub keep_snapshots: usize,
@@ -78,6 +94,7 @@ impl Default for Options {
             sync: SyncPolicy::Always,
             segment_bytes: 64 << 20,
             preallocate: true,
+            max_staged_bytes: crate::wal::DEFAULT_MAX_STAGED_BYTES,
             keep_snapshots: 2,
             recovery: RecoveryPolicy::default(),
             fs: Arc::new(RealFs),
@@ -101,6 +118,11 @@ impl Options {
         self.preallocate = on;
         self
     }
+    /// Sets [`Options::max_staged_bytes`].
+    pub fn max_staged_bytes(mut self, bytes: u64) -> Self {
+        self.max_staged_bytes = bytes;
+        self
+    }
     /// Sets [`Options::keep_snapshots`].
     pub fn keep_snapshots(mut self, n: usize) -> Self {
         self.keep_snapshots = n;
@@ -121,6 +143,11 @@ impl Options {
         if self.segment_bytes < 4096 {
             return Err(crate::Error::InvalidOptions(
                 "segment_bytes must be at least 4096",
+            ));
+        }
+        if self.max_staged_bytes < 4096 {
+            return Err(crate::Error::InvalidOptions(
+                "max_staged_bytes must be at least 4096",
             ));
         }
         if self.keep_snapshots == 0 {

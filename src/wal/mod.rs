@@ -9,26 +9,53 @@
 //! - **Staging never touches the disk.** [`Wal::stage`] only copies the frame into an
 //!   in-memory buffer under a short mutex; callers may hold their own lock around it
 //!   (the store's writer section does).
+//! - **Staging is bounded.** Bytes staged but not yet handed to the OS
+//!   ([`Wal::staged_unwritten_bytes`]) stay below [`Wal::max_staged_bytes`] plus one
+//!   batch per appending thread: past the bound, [`Wal::write_through`] (and
+//!   [`Wal::wait_for_room`], which a caller runs before its own lock) waits for the
+//!   rotation in progress and writes the staged bytes itself instead of returning.
 //! - **Writes happen in seq order.** Only the holder of the I/O mutex takes staged
-//!   bytes, and it writes them before it releases the mutex.
-//! - **Group commit.** [`Wal::sync_through`] runs one `fdatasync` for every record
+//!   bytes, and it writes them before it releases the mutex (except across a rotation,
+//!   which keeps every other thread from taking staged bytes until it ends).
+//! - **Group commit.** [`Wal::sync_through`] runs one `fdatasync` for every segment
 //!   written so far, so every appender waiting behind it is served by that one call.
 //!   No lock that [`Wal::stage`] needs is held during the `fdatasync`.
+//! - **No chasing.** A group commit (and a rotation) writes what was staged when it
+//!   took the staged bytes, once; it never loops while appenders keep staging, so it
+//!   ends in bounded time under any load.
+//! - **One WAL sync at a time.** Every `fdatasync` of a segment and of the directory
+//!   runs under the disk lock, which no appender's staging and no reader needs. The
+//!   files to sync are taken from the dirty list only while holding it, and the holder
+//!   marks the log failed before releasing it if a sync failed or panicked. So a thread
+//!   that holds the disk lock knows that every earlier write was synced by an earlier
+//!   holder, is in the dirty list, or the log is failed; and two `fdatasync`s of one
+//!   segment never run at once (on Linux only one of them would see a writeback
+//!   error). Every holder checks the failed flag after acquiring it and again before
+//!   it advances the durable seq.
 //! - **A later segment never holds data while an earlier one is torn.** Before the
-//!   first write to a new segment, the previous segment is synced. So after any crash,
-//!   only the last segment can end in a torn record.
+//!   first write to a new segment, the rotating thread takes the disk lock (waiting for
+//!   a group commit in flight) and syncs every dirty segment and the directory. So
+//!   after any crash, only the last segment can end in a torn record.
 //! - **Rotation never holds the I/O mutex across a disk wait.** The syncs before a
 //!   new segment and its creation run with the mutex released (see `write_staged`).
+//! - **A failed `fallocate` is not fatal.** Preallocation only reserves space: when it
+//!   fails (for example `ENOSPC`) for a new, still empty segment, nothing is lost, so
+//!   the failure is logged at WARN with the file and the error and the segment is used
+//!   without a reservation. A failed create, write or sync makes the log read-only.
 //! - **Truncation is unlink.** [`Wal::purge_through`] removes whole segments; no WAL
 //!   byte is rewritten or copied.
 //! - **After a failed write or sync the log refuses appends** ([`Error::ReadOnly`]):
 //!   the kernel may have dropped the dirty pages, so the log could have a hole the
-//!   writer cannot see. Reopening recovers the durable prefix.
+//!   writer cannot see. Reopening recovers the durable prefix. A panic inside a
+//!   file-system call made while staged bytes or dirty files were taken out of their
+//!   lists marks the log failed the same way, so nothing is acknowledged without them.
 
+use std::io;
 use std::mem;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::format::{self, SegmentHeader};
@@ -39,6 +66,9 @@ use crate::Seq;
 mod replay;
 
 pub use replay::{list_segments, replay, ReplayReport};
+
+/// The default of [`Wal::max_staged_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_STAGED_BYTES: u64 = 1 << 20;
 
 /// Staged bytes for one segment, not yet written.
 #[derive(Debug)]
@@ -59,13 +89,17 @@ struct Staged {
     chunks: Vec<Chunk>,
 }
 
+/// A segment (its first seq) and its open file.
+type Segment = (Seq, Arc<dyn FsFile>);
+
 #[derive(Debug, Default)]
 struct Io {
-    /// The segment being written (first seq, file).
-    active: Option<(Seq, Arc<dyn FsFile>)>,
-    /// Files with writes not yet synced.
-    dirty: Vec<Arc<dyn FsFile>>,
-    /// A segment was created since the directory was last synced.
+    /// The segment being written.
+    active: Option<Segment>,
+    /// Segments with writes not yet synced. Taken only under the disk lock.
+    dirty: Vec<Segment>,
+    /// A segment was created since the directory was last synced. Taken only under
+    /// the disk lock.
     dir_dirty: bool,
     /// A thread is rotating to a new segment, with the I/O mutex released.
     rotating: bool,
@@ -76,7 +110,8 @@ struct Io {
 pub struct WalOptions {
     /// Rotate to a new segment once the active one would pass this many bytes.
     pub segment_bytes: u64,
-    /// Reserve `segment_bytes` when a segment is created.
+    /// Reserve `segment_bytes` when a segment is created. A failed reservation is
+    /// logged at WARN and the segment is used without it (see the module docs).
     pub preallocate: bool,
 }
 
@@ -87,6 +122,7 @@ pub struct Wal {
     dir: PathBuf,
     store_id: u64,
     opts: WalOptions,
+    max_staged: u64,
     staged: Mutex<Staged>,
     io: Mutex<Io>,
     /// Signalled when a rotation ends.
@@ -94,16 +130,22 @@ pub struct Wal {
     /// `true` while a group commit runs; followers wait on `sync_done`.
     sync_lock: Mutex<bool>,
     sync_done: Condvar,
+    /// The disk lock: `true` while a thread syncs WAL files; waiters on `disk_free`.
+    disk: Mutex<bool>,
+    disk_free: Condvar,
     written: AtomicU64,
     durable: AtomicU64,
     staged_bytes: AtomicU64,
+    /// Bytes staged and not yet written to the OS.
+    unwritten: AtomicU64,
     failed: OnceLock<Arc<Error>>,
 }
 
 impl Wal {
     /// Opens a log whose next record gets `next_seq`. Records go to a new segment
     /// named `next_seq`, created at the first write; `recover` has already checked
-    /// that no segment of that name remains.
+    /// that no segment of that name remains. Staging is bounded by
+    /// [`DEFAULT_MAX_STAGED_BYTES`]; see [`Wal::with_max_staged_bytes`].
     pub fn new(
         fs: Arc<dyn Fs>,
         dir: PathBuf,
@@ -117,6 +159,7 @@ impl Wal {
             dir,
             store_id,
             opts,
+            max_staged: DEFAULT_MAX_STAGED_BYTES,
             staged: Mutex::new(Staged {
                 next_seq,
                 active_first: next_seq,
@@ -128,11 +171,29 @@ impl Wal {
             rotated: Condvar::new(),
             sync_lock: Mutex::new(false),
             sync_done: Condvar::new(),
+            disk: Mutex::new(false),
+            disk_free: Condvar::new(),
             written: AtomicU64::new(last),
             durable: AtomicU64::new(last),
             staged_bytes: AtomicU64::new(0),
+            unwritten: AtomicU64::new(0),
             failed: OnceLock::new(),
         }
+    }
+
+    /// Sets the bound on bytes staged but not yet written to the OS (see
+    /// [`Wal::max_staged_bytes`]).
+    pub fn with_max_staged_bytes(mut self, bytes: u64) -> Self {
+        self.max_staged = bytes;
+        self
+    }
+
+    /// The bound on bytes staged but not yet written to the OS. Past it, appenders
+    /// wait ([`Wal::write_through`], [`Wal::wait_for_room`]) instead of returning while
+    /// a rotation waits on the disk; the bytes staged can pass it by at most one batch
+    /// per appending thread.
+    pub fn max_staged_bytes(&self) -> u64 {
+        self.max_staged
     }
 
     /// The directory holding the segments.
@@ -148,6 +209,11 @@ impl Wal {
     /// Total bytes staged since this log was opened.
     pub fn staged_bytes(&self) -> u64 {
         self.staged_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes staged and not yet written to the OS: what a process crash would lose.
+    pub fn staged_unwritten_bytes(&self) -> u64 {
+        self.unwritten.load(Ordering::Acquire)
     }
 
     /// `Err(ReadOnly)` once a write or sync has failed.
@@ -166,6 +232,10 @@ impl Wal {
         Error::ReadOnly { cause }
     }
 
+    fn segment_path(&self, first: Seq) -> PathBuf {
+        self.dir.join(format::segment_name(first))
+    }
+
     /// Stages `payloads` as consecutive records and returns the seq of the first one.
     ///
     /// Each item is `(payload, crc32c(payload))`. This only copies bytes into memory;
@@ -174,6 +244,7 @@ impl Wal {
         let mut st = lock(&self.staged);
         let first = st.next_seq;
         let mut added = 0u64;
+        let mut buffered = 0u64;
         for (payload, crc) in payloads {
             let seq = st.next_seq;
             let len = format::frame_len(payload.len()) as u64;
@@ -188,10 +259,12 @@ impl Wal {
                     first_seq: segment,
                     store_id: self.store_id,
                 };
+                let bytes = header.encode().to_vec();
+                buffered += bytes.len() as u64;
                 st.chunks.push(Chunk {
                     segment,
                     offset: 0,
-                    bytes: header.encode().to_vec(),
+                    bytes,
                     last_seq: seq,
                 });
             }
@@ -212,7 +285,9 @@ impl Wal {
                     }
                 }
             };
+            let before = chunk.bytes.len();
             format::encode_frame(&mut chunk.bytes, seq, payload, crc);
+            buffered += (chunk.bytes.len() - before) as u64;
             chunk.last_seq = seq;
             st.active_len += len;
             st.active_records += 1;
@@ -220,30 +295,71 @@ impl Wal {
             st.next_seq = st.next_seq.saturating_add(1);
             added += len;
         }
+        self.unwritten.fetch_add(buffered, Ordering::AcqRel);
         self.staged_bytes.fetch_add(added, Ordering::Relaxed);
         first
     }
 
+    /// Waits until `bytes` more can be staged within [`Wal::max_staged_bytes`]: when
+    /// the bound would be passed, waits for the rotation in progress (if any) and
+    /// writes what is staged. Call it *before* any lock of your own that other
+    /// appenders or readers need (the store calls it before its writer section), then
+    /// [`Wal::stage`].
+    pub fn wait_for_room(&self, bytes: u64) -> Result<()> {
+        let unwritten = self.staged_unwritten_bytes();
+        if unwritten == 0 || unwritten.saturating_add(bytes) <= self.max_staged {
+            return Ok(());
+        }
+        self.check_writable()?;
+        self.write_staged(lock(&self.io), true, None).map(drop)
+    }
+
     /// Writes every staged record through `seq` to the OS (page cache), without
     /// syncing. Returns once the record `seq` has been written, by this call or
-    /// another.
+    /// another, or, while another thread rotates to a new segment and the staged bytes
+    /// are within [`Wal::max_staged_bytes`], once it is queued (the next write or sync
+    /// writes it).
     pub fn write_through(&self, seq: Seq) -> Result<()> {
         if self.written.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
         self.check_writable()?;
-        self.write_staged(lock(&self.io), false).map(drop)
+        self.write_staged(lock(&self.io), false, None).map(drop)
     }
 
     /// Makes every record through `seq` durable (one `fdatasync` per dirty segment,
     /// plus the directory when a segment was created). Concurrent callers share the
     /// sync: whoever holds the sync lock covers everything written before it.
     pub fn sync_through(&self, seq: Seq) -> Result<Seq> {
+        self.sync_until(seq, None)
+            .map(|done| done.unwrap_or_else(|| self.durable_seq()))
+    }
+
+    /// Makes everything staged so far durable.
+    pub fn sync_all(&self) -> Result<Seq> {
+        let last = lock(&self.staged).next_seq.saturating_sub(1);
+        self.sync_through(last)
+    }
+
+    /// Like [`Wal::sync_all`], but gives up waiting after `timeout`: returns
+    /// `Ok(None)` when another thread's group commit or rotation, stuck on the disk,
+    /// did not finish in time (that thread keeps going; nothing is lost or marked
+    /// failed). Waits on other threads are bounded; an `fdatasync` this call itself
+    /// started cannot be interrupted and is waited for.
+    pub fn sync_all_timeout(&self, timeout: Duration) -> Result<Option<Seq>> {
+        let last = lock(&self.staged).next_seq.saturating_sub(1);
+        // A timeout too long to represent is no deadline.
+        self.sync_until(last, Instant::now().checked_add(timeout))
+    }
+
+    /// [`Wal::sync_through`] with an optional deadline for the waits on other threads;
+    /// `Ok(None)` when it passed.
+    fn sync_until(&self, seq: Seq, deadline: Option<Instant>) -> Result<Option<Seq>> {
         let mut leader = lock(&self.sync_lock);
         loop {
             let durable = self.durable.load(Ordering::Acquire);
             if durable >= seq {
-                return Ok(durable);
+                return Ok(Some(durable));
             }
             self.check_writable()?;
             if !*leader {
@@ -251,10 +367,11 @@ impl Wal {
             }
             // A sync is running; it may cover `seq`. All followers wake together when
             // it ends (a mutex queue would hand over one waiter at a time).
-            leader = self
-                .sync_done
-                .wait(leader)
-                .unwrap_or_else(|e| e.into_inner());
+            let (guard, timed_out) = wait_until(&self.sync_done, leader, deadline);
+            leader = guard;
+            if timed_out {
+                return Ok(None);
+            }
         }
         *leader = true;
         drop(leader);
@@ -267,122 +384,160 @@ impl Wal {
             }
         }
         let _handback = Handback(self);
-        self.sync_once()
+        self.sync_once(deadline)
     }
 
-    /// One group commit: write everything staged, sync every dirty segment (and the
+    /// One group commit: write what is staged now, sync every dirty segment (and the
     /// directory if a segment was created), publish the new durable seq.
-    fn sync_once(&self) -> Result<Seq> {
+    fn sync_once(&self, deadline: Option<Instant>) -> Result<Option<Seq>> {
+        match self.write_staged(lock(&self.io), true, deadline)? {
+            Some(io) => drop(io),
+            None => return Ok(None),
+        }
+        let Some(_disk) = self.lock_disk(deadline)? else {
+            return Ok(None);
+        };
         let (files, dir_dirty, written) = {
-            let mut io = self.write_staged(lock(&self.io), true)?;
+            let mut io = lock(&self.io);
             (
                 mem::take(&mut io.dirty),
                 mem::replace(&mut io.dir_dirty, false),
                 self.written.load(Ordering::Acquire),
             )
         };
-        for f in &files {
-            f.sync_data()
-                .map_err(|e| self.fail(Error::io("fdatasync", &self.dir, e)))?;
+        self.sync_files(&files, dir_dirty)?;
+        // Another thread's failure may have been reported by the OS to it alone.
+        self.check_writable()?;
+        self.durable.fetch_max(written, Ordering::AcqRel);
+        Ok(Some(written))
+    }
+
+    /// Takes the disk lock (waiting until `deadline`), then checks that no earlier
+    /// holder failed. Without a deadline the result is always `Some`.
+    fn lock_disk(&self, deadline: Option<Instant>) -> Result<Option<DiskGuard<'_>>> {
+        let mut busy = lock(&self.disk);
+        while *busy {
+            let (guard, timed_out) = wait_until(&self.disk_free, busy, deadline);
+            busy = guard;
+            if timed_out {
+                return Ok(None);
+            }
         }
-        if dir_dirty {
+        *busy = true;
+        drop(busy);
+        let guard = DiskGuard(self);
+        self.check_writable()?;
+        Ok(Some(guard))
+    }
+
+    /// Syncs `files` and, if `dir`, the directory. Runs under the disk lock; the files
+    /// were taken from the dirty list, so any failure (or panic) fails the log before
+    /// the disk lock is released.
+    fn sync_files(&self, files: &[Segment], dir: bool) -> Result<()> {
+        let _fail = FailOnPanic(self, "fdatasync");
+        for (first, f) in files {
+            f.sync_data()
+                .map_err(|e| self.fail(Error::io("fdatasync", self.segment_path(*first), e)))?;
+        }
+        if dir {
             self.fs
                 .sync_dir(&self.dir)
                 .map_err(|e| self.fail(Error::io("fsync dir", &self.dir, e)))?;
         }
-        self.durable.fetch_max(written, Ordering::AcqRel);
-        Ok(written)
+        Ok(())
     }
 
-    /// Makes everything staged so far durable.
-    pub fn sync_all(&self) -> Result<Seq> {
-        let last = lock(&self.staged).next_seq.saturating_sub(1);
-        self.sync_through(last)
-    }
-
-    /// Writes the staged chunks in order. A chunk for a new segment rotates: the
-    /// previous segment and the directory are synced and the new file is created with
-    /// the I/O mutex *released*, so no appender waits on the disk for a rotation.
+    /// Writes the chunks staged now, in order, once. A chunk for a new segment rotates:
+    /// the earlier segments and the directory are synced and the new file is created
+    /// with the I/O mutex *released*, so no appender waits on the disk for a rotation.
     /// Meanwhile a caller that only needs its record handed to the OS
-    /// (`must_write == false`) returns at once and the rotating thread writes its
-    /// chunk right after; a caller that needs durability waits for the rotation.
+    /// (`must_write == false`) returns at once while the staged bytes are within the
+    /// bound, and the next writer writes its chunk; a caller that needs its record
+    /// written waits for the rotation (until `deadline`: `None` when it passed).
     fn write_staged<'a>(
         &'a self,
         mut io: MutexGuard<'a, Io>,
         must_write: bool,
-    ) -> Result<MutexGuard<'a, Io>> {
+        deadline: Option<Instant>,
+    ) -> Result<Option<MutexGuard<'a, Io>>> {
         loop {
             self.check_writable()?;
-            if io.rotating {
-                if !must_write {
-                    return Ok(io);
-                }
-                io = self.rotated.wait(io).unwrap_or_else(|e| e.into_inner());
-                continue;
+            if !io.rotating {
+                break;
             }
-            let chunks = mem::take(&mut lock(&self.staged).chunks);
-            let mut rotated = false;
-            for chunk in chunks {
-                let file = match &io.active {
-                    Some((seg, f)) if *seg == chunk.segment => Arc::clone(f),
-                    _ => {
-                        rotated = true;
-                        io.rotating = true;
-                        let dirty = mem::take(&mut io.dirty);
-                        let dir_dirty = mem::replace(&mut io.dir_dirty, false);
-                        drop(io);
-                        let created = self.create_segment(dirty, dir_dirty, chunk.segment);
-                        io = lock(&self.io);
-                        io.rotating = false;
-                        self.rotated.notify_all();
-                        let file = created?;
-                        io.dir_dirty = true;
-                        io.active = Some((chunk.segment, Arc::clone(&file)));
-                        file
-                    }
-                };
-                let path = self.dir.join(format::segment_name(chunk.segment));
-                file.write_all_at(&chunk.bytes, chunk.offset)
-                    .map_err(|e| self.fail(Error::io("write", &path, e)))?;
-                if !io.dirty.iter().any(|f| Arc::ptr_eq(f, &file)) {
-                    io.dirty.push(file);
-                }
-                self.written.fetch_max(chunk.last_seq, Ordering::AcqRel);
+            if !must_write && self.staged_unwritten_bytes() <= self.max_staged {
+                return Ok(Some(io));
             }
-            // After a rotation, write what appenders staged while it ran.
-            if !rotated {
-                return Ok(io);
+            let (guard, timed_out) = wait_until(&self.rotated, io, deadline);
+            io = guard;
+            if timed_out {
+                return Ok(None);
             }
         }
+        let chunks = mem::take(&mut lock(&self.staged).chunks);
+        // The chunks are out of the staging list: if anything below panics, they are
+        // lost, so the log must not acknowledge anything any more.
+        let _fail = FailOnPanic(self, "write");
+        for chunk in chunks {
+            let file = match &io.active {
+                Some((seg, f)) if *seg == chunk.segment => Arc::clone(f),
+                _ => {
+                    io.rotating = true;
+                    drop(io);
+                    let rotation = EndRotationOnPanic(self);
+                    let created = self.create_segment(chunk.segment);
+                    io = lock(&self.io);
+                    io.rotating = false;
+                    self.rotated.notify_all();
+                    mem::forget(rotation);
+                    let file = created?;
+                    io.dir_dirty = true;
+                    io.active = Some((chunk.segment, Arc::clone(&file)));
+                    file
+                }
+            };
+            file.write_all_at(&chunk.bytes, chunk.offset)
+                .map_err(|e| self.fail(Error::io("write", self.segment_path(chunk.segment), e)))?;
+            if !io.dirty.iter().any(|(_, f)| Arc::ptr_eq(f, &file)) {
+                io.dirty.push((chunk.segment, file));
+            }
+            self.unwritten
+                .fetch_sub(chunk.bytes.len() as u64, Ordering::AcqRel);
+            self.written.fetch_max(chunk.last_seq, Ordering::AcqRel);
+        }
+        Ok(Some(io))
     }
 
-    /// Syncs the previous segment's data and directory entry (so that a crash can tear
+    /// Syncs every earlier segment's data and the directory (so that a crash can tear
     /// only the last segment, and cannot keep a new segment while losing an older
-    /// one), then creates and preallocates segment `first`.
-    fn create_segment(
-        &self,
-        dirty: Vec<Arc<dyn FsFile>>,
-        dir_dirty: bool,
-        first: Seq,
-    ) -> Result<Arc<dyn FsFile>> {
-        for f in dirty {
-            f.sync_data()
-                .map_err(|e| self.fail(Error::io("fdatasync", &self.dir, e)))?;
+    /// one), then creates and preallocates segment `first`. Waits for a group commit
+    /// in flight: its files were taken from the dirty list and are synced only when it
+    /// releases the disk lock.
+    fn create_segment(&self, first: Seq) -> Result<Arc<dyn FsFile>> {
+        {
+            // Without a deadline `lock_disk` always returns `Some`.
+            let _disk = self.lock_disk(None)?;
+            let (files, dir_dirty) = {
+                let mut io = lock(&self.io);
+                (
+                    mem::take(&mut io.dirty),
+                    mem::replace(&mut io.dir_dirty, false),
+                )
+            };
+            self.sync_files(&files, dir_dirty)?;
         }
-        if dir_dirty {
-            self.fs
-                .sync_dir(&self.dir)
-                .map_err(|e| self.fail(Error::io("fsync dir", &self.dir, e)))?;
-        }
-        let path = self.dir.join(format::segment_name(first));
+        let path = self.segment_path(first);
         let file: Arc<dyn FsFile> = Arc::from(
             self.fs
                 .create_new(&path)
                 .map_err(|e| self.fail(Error::io("create segment", &path, e)))?,
         );
         if self.opts.preallocate {
-            file.allocate(self.opts.segment_bytes)
-                .map_err(|e| self.fail(Error::io("fallocate", &path, e)))?;
+            // Only a reservation: the segment is still empty, so nothing is lost.
+            if let Err(e) = file.allocate(self.opts.segment_bytes) {
+                tracing::warn!(segment = %path.display(), error = %e,
+                    "could not preallocate a WAL segment; using it without a reservation");
+            }
         }
         tracing::debug!(segment = %path.display(), first_seq = first, "WAL segment created");
         Ok(file)
@@ -401,5 +556,64 @@ impl Wal {
             }
         }
         Ok(out)
+    }
+}
+
+/// Releases the disk lock when dropped.
+struct DiskGuard<'a>(&'a Wal);
+
+impl Drop for DiskGuard<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.disk) = false;
+        self.0.disk_free.notify_all();
+    }
+}
+
+/// Marks the log failed if dropped during a panic (something was taken out of the
+/// staging or dirty list and is lost).
+struct FailOnPanic<'a>(&'a Wal, &'static str);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let wal = self.0;
+            wal.fail(Error::io(
+                self.1,
+                &wal.dir,
+                io::Error::other("a file-system call panicked"),
+            ));
+        }
+    }
+}
+
+/// Ends a rotation if the rotating thread panics, so that no thread waits for it for
+/// ever. (`write_staged` ends a rotation itself otherwise, and forgets this guard.)
+struct EndRotationOnPanic<'a>(&'a Wal);
+
+impl Drop for EndRotationOnPanic<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.io).rotating = false;
+        self.0.rotated.notify_all();
+    }
+}
+
+/// Waits on `cv` until notified or `deadline`; `true` when the deadline has passed.
+fn wait_until<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+) -> (MutexGuard<'a, T>, bool) {
+    match deadline {
+        None => (cv.wait(guard).unwrap_or_else(|e| e.into_inner()), false),
+        Some(deadline) => {
+            let now = Instant::now();
+            if now >= deadline {
+                return (guard, true);
+            }
+            let (guard, _) = cv
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner());
+            (guard, false)
+        }
     }
 }
