@@ -146,7 +146,16 @@ impl<S: State> Store<S> {
         if let Some(deadline) = opts.final_checkpoint {
             self.final_checkpoint(deadline, opts.thread_timeout, &mut report);
         }
-        let synced = self.inner.wal.sync_all();
+        // Bounded too: behind a group commit stuck on the disk (an abandoned thread's),
+        // close stops waiting after `thread_timeout` and says so.
+        let synced = self.inner.wal.sync_all_timeout(opts.thread_timeout);
+        if let Ok(None) = synced {
+            tracing::warn!(
+                dir = %self.inner.dir.display(),
+                bound_ms = millis(opts.thread_timeout),
+                "final WAL sync waited its bound behind a sync stuck on the disk"
+            );
+        }
         report.durable_seq = self.inner.wal.durable_seq();
         // Anyone else still holding the store (an abandoned checkpoint or thread)
         // keeps the directory lock. Nobody can take a new hold once every job is

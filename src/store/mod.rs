@@ -106,6 +106,13 @@ impl<S: State> Store<S> {
             let crc = crc32c::crc32c(&p);
             payloads.push((p, crc));
         }
+        // Back-pressure (I9): wait for room in the WAL's staging bound before the
+        // writer section, so no appender waits on the disk while holding it.
+        let bytes = payloads
+            .iter()
+            .map(|(p, _)| crate::format::frame_len(p.len()) as u64)
+            .sum();
+        inner.wal.wait_for_room(bytes)?;
         let last = {
             let mut w = lock(&inner.writer);
             // Seq u64::MAX is never used (the format reserves it), so the log cannot wrap.

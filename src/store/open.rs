@@ -235,7 +235,8 @@ impl<S: State> Store<S> {
                 segment_bytes: options.segment_bytes,
                 preallocate: options.preallocate,
             },
-        );
+        )
+        .with_max_staged_bytes(options.max_staged_bytes);
         let current = Arc::new(Versioned { seq, state });
         let inner = Arc::new(Inner {
             fs,
