@@ -8,14 +8,14 @@ use snapwal::inspect::{FileCheck, Inspection, Problem, Recovery, SegmentEnd};
 
 use crate::{human_bytes, show};
 
-pub fn run(dir: &Path, as_json: bool) -> Result<ExitCode, String> {
+pub fn run(dir: &Path, as_json: bool) -> Result<(ExitCode, String), String> {
     let found = snapwal::inspect::inspect(dir).map_err(|e| e.to_string())?;
-    if as_json {
-        println!("{:#}", to_json(&found));
+    let text = if as_json {
+        format!("{:#}\n", to_json(&found))
     } else {
-        print!("{}", table(&found));
-    }
-    Ok(ExitCode::SUCCESS)
+        table(&found)
+    };
+    Ok((ExitCode::SUCCESS, text))
 }
 
 fn store_id(id: Option<u64>) -> Value {
@@ -193,7 +193,7 @@ fn table(i: &Inspection) -> String {
     if !i.segments.is_empty() {
         let _ = writeln!(
             o,
-            "  {:<28} {:>10} {:>10} {:>9} {:>10}  end",
+            "  {:<30} {:>10} {:>10} {:>9} {:>10}  end",
             "file", "first seq", "last seq", "records", "size"
         );
     }
@@ -205,7 +205,7 @@ fn table(i: &Inspection) -> String {
         };
         let _ = writeln!(
             o,
-            "  {:<28} {:>10} {:>10} {:>9} {:>10}  {end}",
+            "  {:<30} {:>10} {:>10} {:>9} {:>10}  {end}",
             rel(&i.dir, &s.path),
             s.first_seq,
             s.last_seq().map_or("-".into(), |l| l.to_string()),
@@ -217,7 +217,7 @@ fn table(i: &Inspection) -> String {
     for f in &i.snapshots {
         let _ = writeln!(
             o,
-            "  {:<28} seq {:>10} {:>10}  {}",
+            "  {:<30} seq {:>10} {:>10}  {}",
             rel(&i.dir, &f.path),
             f.number,
             human_bytes(f.bytes),
@@ -233,7 +233,7 @@ fn table(i: &Inspection) -> String {
             .collect();
         let _ = writeln!(
             o,
-            "  {:<28} gen {:>6} state seq {:>10}  {}{}",
+            "  {:<30} gen {:>6} state seq {:>10}  {}{}",
             rel(&i.dir, &p.file.path),
             p.file.number,
             p.state_seq.map_or("-".into(), |s| s.to_string()),

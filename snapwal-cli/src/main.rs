@@ -61,8 +61,8 @@ const EXIT_UNREADABLE: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Inspect { dir, json } => inspect::run(&dir, json),
-        Command::Verify { dir } => verify::run(&dir),
+        Command::Inspect { dir, json } => inspect::run(&dir, json).map(print),
+        Command::Verify { dir } => verify::run(&dir).map(print),
         Command::Dump { dir, from, to, hex } => dump::run(&dir, from, to, hex),
     };
     match result {
@@ -71,6 +71,20 @@ fn main() -> ExitCode {
             eprintln!("snapwal: error: {e}");
             ExitCode::from(EXIT_UNREADABLE)
         }
+    }
+}
+
+/// Writes a command's report to stdout and returns its exit code. A reader that went
+/// away (`snapwal inspect DIR | head -3`) does not change the exit code.
+fn print((code, text): (ExitCode, String)) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("snapwal: error: writing to stdout: {e}");
+            ExitCode::from(EXIT_UNREADABLE)
+        }
+        _ => code,
     }
 }
 

@@ -12,7 +12,8 @@ use crate::{human_bytes, show};
 /// Exit code: damage found.
 const EXIT_DAMAGE: u8 = 1;
 
-pub fn run(dir: &Path) -> Result<ExitCode, String> {
+pub fn run(dir: &Path) -> Result<(ExitCode, String), String> {
+    use std::fmt::Write;
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         bar.set_style(
@@ -33,7 +34,9 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
     bar.finish_and_clear();
     let found = found.map_err(|e| e.to_string())?;
     let secs = start.elapsed().as_secs_f64();
-    println!(
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
         "checked {} segments ({} records), {} snapshots, {} positions records: {} in {:.2} s ({:.0} MB/s)",
         found.segments.len(),
         found.records,
@@ -44,27 +47,28 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
         found.bytes_read as f64 / 1e6 / secs.max(1e-9),
     );
     if let Some((path, offset, bytes)) = &found.torn_tail {
-        println!(
+        let _ = writeln!(o,
             "note: torn tail in the last segment: {bytes} bytes after offset {offset} in {} (a crash during a write; recovery cuts them)",
             show(path)
         );
     }
     for note in &found.notes {
-        println!("note: {note}");
+        let _ = writeln!(o, "note: {note}");
     }
-    println!("recovery {}", crate::inspect::recovery_line(&found));
+    let _ = writeln!(o, "recovery {}", crate::inspect::recovery_line(&found));
     if found.is_clean() {
-        println!("ok: no damage");
-        return Ok(ExitCode::SUCCESS);
+        let _ = writeln!(o, "ok: no damage");
+        return Ok((ExitCode::SUCCESS, o));
     }
     for p in &found.damage {
-        println!(
+        let _ = writeln!(
+            o,
             "DAMAGE: {} at offset {}: {}",
             show(&p.path),
             p.offset,
             p.reason
         );
     }
-    println!("{} damaged place(s) found", found.damage.len());
-    Ok(ExitCode::from(EXIT_DAMAGE))
+    let _ = writeln!(o, "{} damaged place(s) found", found.damage.len());
+    Ok((ExitCode::from(EXIT_DAMAGE), o))
 }

@@ -501,3 +501,33 @@ fn verify_reads_the_golden_v1_stores_as_recovery_does() {
     // Read-only: nothing was moved aside.
     assert!(snap.exists());
 }
+
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    store(dir.path(), 3000, None);
+    for args in [
+        vec!["dump", path_str(dir.path())],
+        vec!["inspect", path_str(dir.path())],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_snapwal"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
