@@ -85,7 +85,9 @@ pub enum Error {
         path: PathBuf,
     },
     /// A record or snapshot passed its checksum but its payload does not decode as
-    /// the state's types (usually a changed `Event` or state type).
+    /// the state's types (usually a changed `Event` or state type). See
+    /// [Evolving your events](crate::format#evolving-your-events) for the changes
+    /// that old logs survive.
     Decode {
         /// The file.
         path: PathBuf,
@@ -221,7 +223,10 @@ impl fmt::Display for Error {
                 source,
             } => write!(
                 f,
-                "{} at offset {offset} does not decode: {source}",
+                "{} at offset {offset}: the payload passed its checksum but no longer decodes \
+                 as the state's event or state type ({source}); the type changed in a way \
+                 postcard cannot read back: see \"Evolving your events\" in the \
+                 snapwal::format docs",
                 path.display()
             ),
             Error::Encode(e) => write!(f, "encoding failed: {e}"),

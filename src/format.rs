@@ -79,6 +79,171 @@
 //! record that does not validate is skipped with a warning (older positions are always
 //! safe to resume from). A store without `pos/` (written before records existed)
 //! opens as before; `open` creates the directory.
+//!
+//! # Format policy
+//!
+//! The number in [`VERSION`] is the version of the bytes described above, in every
+//! file. It changes only when a file written by the new release could be misread by
+//! an older one, or a file written by an older release could be misread by the new one:
+//!
+//! - **Bumps the version:** any change to a header (a field added, removed, resized or
+//!   moved, another magic or checksum), to the record frame (`len`, `crc`, `seq`), to
+//!   what a checksum covers, to the rules that end the log (zero length, the seq
+//!   sequence), to the file naming, or to the envelope of a snapshot body (the
+//!   `(state, positions)` pair and the encoding of a position).
+//! - **Does not bump it:** new kinds of files in new places that older releases
+//!   never read (as `pos/` was added within version 1: a store without it opens as
+//!   before), new names for files moved aside, and anything in the payloads, which are
+//!   the application's own types (see [Evolving your events](#evolving-your-events)).
+//!
+//! **Reading older versions.** A release reads every format version that any earlier
+//! release wrote: a file is decoded by the code of the version in its header, and new
+//! records and snapshots are written in the newest version. A store therefore moves to
+//! a new version one file at a time, without a migration step: the first checkpoint
+//! after the upgrade writes a new-version snapshot, and the old segments are unlinked
+//! once the snapshots cover them, as always. A release that drops the reading of an
+//! old version says so in its release notes and is a new major version of the crate.
+//! A version newer than the build is never guessed at: it is
+//! [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion) naming the file.
+//!
+//! **Held to it by tests.** `tests/data/v1/` holds store directories written by the
+//! release that introduced version 1 (a snapshot with a WAL tail, a torn tail, a damaged
+//! newest snapshot with an older good one). They are never regenerated: every later
+//! release must open them to exactly the state recorded in `tests/golden_data_v1.rs`.
+//!
+//! # Evolving your events
+//!
+//! The WAL keeps every event as the application appended it, and recovery decodes
+//! them with the application's *current* `State::Event` type (and the newest snapshot
+//! with its current state type). postcard, the encoding, is compact because it is not
+//! self-describing: no field names, no field count, an enum variant is its index. So
+//! some changes to the types read old bytes back, and others do not. A payload that
+//! no longer decodes makes [`Store::open`](crate::Store::open) fail with
+//! [`Error::Decode`](crate::Error::Decode), naming the file and offset.
+//!
+//! **A new enum variant at the end is fine.** Variants are encoded by index, so old
+//! payloads keep their meaning:
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! enum EventBefore {
+//!     Opened { id: u32 },
+//!     Closed { id: u32 },
+//! }
+//!
+//! #[derive(Debug, PartialEq, Serialize, Deserialize)]
+//! enum EventAfter {
+//!     Opened { id: u32 },
+//!     Closed { id: u32 },
+//!     Renamed { id: u32, name: String }, // new, at the end
+//! }
+//!
+//! let old = postcard::to_allocvec(&EventBefore::Closed { id: 7 })?;
+//! let read: EventAfter = postcard::from_bytes(&old)?;
+//! assert_eq!(read, EventAfter::Closed { id: 7 });
+//! # let _ = EventBefore::Opened { id: 0 };
+//! # Ok::<(), postcard::Error>(())
+//! ```
+//!
+//! A variant inserted *before* others, or a reordering, shifts the indexes: old
+//! payloads then decode as the wrong event, silently when the shapes happen to match.
+//! Never do it.
+//!
+//! **A new field is not.** Old payloads end where the new field would start, and
+//! `#[serde(default)]` does not help (postcard has no way to tell a field is absent):
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! enum EventBefore {
+//!     Opened { id: u32 },
+//! }
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! enum EventAfter {
+//!     Opened {
+//!         id: u32,
+//!         #[serde(default)]
+//!         owner: String, // new field
+//!     },
+//! }
+//!
+//! let old = postcard::to_allocvec(&EventBefore::Opened { id: 7 })?;
+//! assert!(postcard::from_bytes::<EventAfter>(&old).is_err());
+//! # Ok::<(), postcard::Error>(())
+//! ```
+//!
+//! A removed field is worse: the old payload decodes with bytes left over (recovery
+//! reports the record as corrupt), or, inside a larger value, shifts every field after
+//! it. Changing a field's type is the same kind of change.
+//!
+//! **The pattern: versioned events.** Never change an event that has been written.
+//! Add the new shape as a new variant at the end, keep the old variant, and have
+//! `apply` handle both (usually by converting the old one). With one enum per version
+//! it stays readable:
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! pub struct OpenedV1 { pub id: u32 }
+//!
+//! #[derive(Debug, PartialEq, Serialize, Deserialize)]
+//! pub struct OpenedV2 { pub id: u32, pub owner: String }
+//!
+//! // The type the store logs. Variants are only ever added, at the end.
+//! #[derive(Serialize, Deserialize)]
+//! pub enum Event {
+//!     V1(OpenedV1),
+//!     V2(OpenedV2),
+//! }
+//!
+//! impl Event {
+//!     /// The newest shape, whatever version was logged.
+//!     pub fn upgrade(self) -> OpenedV2 {
+//!         match self {
+//!             Event::V1(OpenedV1 { id }) => OpenedV2 { id, owner: String::new() },
+//!             Event::V2(e) => e,
+//!         }
+//!     }
+//! }
+//!
+//! #[derive(Clone, Default, Serialize, Deserialize)]
+//! pub struct Owners(Vec<(u32, String)>);
+//!
+//! impl snapwal::State for Owners {
+//!     type Event = Event;
+//!     fn apply(&mut self, event: &Event) {
+//!         let (id, owner) = match event {
+//!             Event::V1(OpenedV1 { id }) => (*id, String::new()),
+//!             Event::V2(OpenedV2 { id, owner }) => (*id, owner.clone()),
+//!         };
+//!         self.0.push((id, owner));
+//!     }
+//! }
+//!
+//! // A log written when only `V1` existed...
+//! #[derive(Serialize)]
+//! enum EventWhenOnlyV1 { V1(OpenedV1) }
+//! let old = postcard::to_allocvec(&EventWhenOnlyV1::V1(OpenedV1 { id: 7 }))?;
+//! // ...still decodes, and new appends use `V2`.
+//! let read: Event = postcard::from_bytes(&old)?;
+//! assert_eq!(read.upgrade(), OpenedV2 { id: 7, owner: String::new() });
+//! # Ok::<(), postcard::Error>(())
+//! ```
+//!
+//! The state type is in every snapshot and follows the same rules. It is rewritten at
+//! each checkpoint, so it can also change in two steps: release 1 reads the old and
+//! the new shape (for example a versioned enum around the state) and writes the new
+//! one; once every store has checkpointed under release 1, release 2 drops the old
+//! shape. Events cannot be dropped that way until no retained segment holds them.
+//!
+//! To see what a log holds before an upgrade, `snapwal dump DIR` prints every record,
+//! and `snapwal::inspect::for_each_record` (feature `inspect`) decodes them
+//! with your own type.
 
 use crate::Seq;
 

@@ -10,6 +10,8 @@ pub mod checkpoint;
 pub mod error;
 pub mod format;
 pub mod fs;
+#[cfg(feature = "inspect")]
+pub mod inspect;
 mod options;
 pub mod position;
 pub mod scheduler;
