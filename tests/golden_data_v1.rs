@@ -204,8 +204,11 @@ fn the_golden_files_are_committed_unchanged() {
     for name in ["snapshot-and-tail", "torn-tail", "damaged-newest-snapshot"] {
         let dir = golden(name);
         assert!(dir.join("wal").is_dir(), "{name}");
-        let corrupt = std::fs::read_dir(dir.join("snap"))
-            .unwrap()
+        // Git keeps no empty directory: a store without a snapshot has no `snap/` here.
+        let Ok(snaps) = std::fs::read_dir(dir.join("snap")) else {
+            continue;
+        };
+        let corrupt = snaps
             .filter(|e| {
                 e.as_ref()
                     .unwrap()

@@ -162,27 +162,28 @@ impl<S: State> Store<S> {
         };
         report.snapshot_seq = snap_id.map(|_| snap_seq);
 
-        let replayed =
-            wal::replay(
-                fs.as_ref(),
-                &wal_dir,
-                snap_seq,
-                snap_id,
-                options.recovery,
-                |rec, path| {
-                    let (event, rest) = postcard::take_from_bytes::<S::Event>(rec.payload)
-                        .map_err(|source| Error::Decode {
+        let replayed = wal::replay(
+            fs.as_ref(),
+            &wal_dir,
+            snap_seq,
+            snap_id,
+            options.recovery,
+            |rec, path| {
+                let (event, rest) =
+                    postcard::take_from_bytes::<S::Event>(rec.payload).map_err(|source| {
+                        Error::Decode {
                             path: path.into(),
                             offset: rec.offset,
                             source,
-                        })?;
-                    if !rest.is_empty() {
-                        return Err(Error::corrupt(path, rec.offset, "event has trailing bytes"));
-                    }
-                    state.apply(&event);
-                    Ok(())
-                },
-            );
+                        }
+                    })?;
+                if !rest.is_empty() {
+                    return Err(Error::corrupt(path, rec.offset, "event has trailing bytes: it no longer decodes as the event type (see the `format` docs, \"Evolving your events\")"));
+                }
+                state.apply(&event);
+                Ok(())
+            },
+        );
         let replayed = match (replayed, first_skip) {
             // A skipped snapshot explains a WAL that does not reach back far enough.
             (Err(Error::MissingRecords { .. }), Some((_, skip))) => return Err(skip),

@@ -1,6 +1,6 @@
 //! Stores written by format v1 before positions records existed (no `pos/`
 //! directory) still open, with every event and their saved positions, and keep
-//! working. The files in `tests/golden/v1-store/` were written by that release
+//! working. The files in `tests/data/v1/before-positions-records/` were written by that release
 //! (30 events, a snapshot at 20 with position `tail` at offset 2000, closed cleanly);
 //! they are never regenerated.
 mod common;
@@ -29,7 +29,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_v1_store_without_positions_records_still_opens() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1-store");
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1/before-positions-records");
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&golden, dir.path());
     assert!(!dir.path().join("pos").exists());
