@@ -3,7 +3,8 @@
 //! All integers are little-endian and written field by field. Every file starts with
 //! eight magic bytes and a `u32` format version; a reader that finds a version it does
 //! not know returns [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion)
-//! and never guesses. Checksums are CRC32C (Castagnoli).
+//! and never guesses. Checksums are CRC32C (Castagnoli). The parsers here cannot panic
+//! on any bytes (no indexing, no unwrap): the base of **I6 Bad input**.
 //!
 //! ```text
 //! dir/

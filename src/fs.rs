@@ -16,6 +16,14 @@
 //!   [`io::ErrorKind::AlreadyExists`] instead.
 //! - [`Fs::lock`] fails with [`io::ErrorKind::WouldBlock`] while another lock on the
 //!   same path is held, by this process or another one.
+//!
+//! # Invariants kept here
+//!
+//! - **I4 Atomic files**: [`RealFs::rename_noreplace`] is `renameat2(RENAME_NOREPLACE)`,
+//!   and where the file system answers `EINVAL`/`ENOSYS`, `linkat` + `unlinkat`, which
+//!   fails with `EEXIST` just the same.
+//! - **I7 Exclusive**: [`RealFs::lock`] is a non-blocking `flock` on `LOCK`, released
+//!   explicitly on drop.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

@@ -13,6 +13,14 @@
 //! is in [`crate::format`].
 //!
 //! These functions are usable on their own, for any `serde` value.
+//!
+//! # Invariants kept here
+//!
+//! - **I4 Atomic files**: temp file, `fdatasync`, no-replace rename, directory sync,
+//!   in [`write_cancellable`]; the temp file is removed on every path that does not
+//!   install it, a panicking serializer included.
+//! - **I6 Bad input**: [`decode`] checks magic, version, header and body checksums,
+//!   length, name and store id, and never panics or allocates past the file's size.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -56,18 +56,21 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
-use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
-
 use crate::error::{Error, Result};
-use crate::format::{
-    self, HeaderError, RecordScan, ScanEnd, SegmentHeader, SnapshotHeader, FRAME_HEADER_LEN,
-};
+use crate::format;
 use crate::fs::RealFs;
 use crate::position::Position;
 use crate::{snapshot, wal, Seq};
+
+mod judge;
+mod records;
+mod scan;
+
+use judge::judge;
+pub use records::{for_each_record, RecordView};
+use scan::*;
 
 /// Whether a process holds the store's directory lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -464,7 +467,7 @@ pub fn inspect_with_progress(dir: &Path, mut progress: impl FnMut(u64, u64)) -> 
     Ok(out)
 }
 
-fn list_or_empty(
+pub(super) fn list_or_empty(
     dir: &Path,
     list: impl FnOnce(&Path) -> Result<Vec<(Seq, PathBuf)>>,
 ) -> Result<Vec<(Seq, PathBuf)>> {
@@ -474,7 +477,7 @@ fn list_or_empty(
     }
 }
 
-fn names(dir: &Path) -> Result<Vec<String>> {
+pub(super) fn names(dir: &Path) -> Result<Vec<String>> {
     match std::fs::read_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(Error::io("list", dir, e)),
@@ -492,7 +495,7 @@ fn names(dir: &Path) -> Result<Vec<String>> {
 
 /// Sorts the entries snapwal does not read as records: temp files, `.corrupt` files,
 /// anything else.
-fn classify_others(
+pub(super) fn classify_others(
     out: &mut Inspection,
     dir: &Path,
     wal_dir: &Path,
@@ -516,461 +519,6 @@ fn classify_others(
             } else {
                 out.other_files.push(path);
             }
-        }
-    }
-    Ok(())
-}
-
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io("read", path, e))
-}
-
-/// The version field of a file that starts with `magic`.
-fn version_of(bytes: &[u8], magic: [u8; 8]) -> Option<u32> {
-    let (head, rest) = bytes.split_first_chunk::<8>()?;
-    let (version, _) = rest.split_first_chunk::<4>()?;
-    (*head == magic).then(|| u32::from_le_bytes(*version))
-}
-
-fn header_problem(path: &Path, e: HeaderError) -> Problem {
-    match e {
-        HeaderError::Short => Problem::new(path, 0, "file is shorter than its header"),
-        HeaderError::Zeroed => Problem::new(path, 0, "header is all zeros"),
-        HeaderError::BadMagic => Problem::new(path, 0, "not a snapwal file (bad magic bytes)"),
-        HeaderError::Version(v) => Problem::new(
-            path,
-            8,
-            format!(
-                "format version {v}; this build reads version {}",
-                format::VERSION
-            ),
-        ),
-        HeaderError::Checksum { stored, computed } => Problem::new(
-            path,
-            0,
-            format!("header checksum mismatch (stored {stored:08x}, computed {computed:08x})"),
-        ),
-    }
-}
-
-/// Progress is reported about every this many bytes inside a segment.
-const PROGRESS_STEP: u64 = 8 << 20;
-
-fn scan_segment(path: &Path, first_seq: Seq, mut progress: impl FnMut(u64)) -> Result<SegmentInfo> {
-    let bytes = read_file(path)?;
-    let mut info = SegmentInfo {
-        path: path.to_path_buf(),
-        first_seq,
-        bytes: bytes.len() as u64,
-        store_id: None,
-        version: version_of(&bytes, format::SEGMENT_MAGIC),
-        records: 0,
-        valid_end: 0,
-        end: SegmentEnd::Clean,
-    };
-    let header = match SegmentHeader::decode(&bytes) {
-        Ok(h) => h,
-        Err(e) => {
-            info.end = SegmentEnd::BadHeader(header_problem(path, e));
-            return Ok(info);
-        }
-    };
-    info.store_id = Some(header.store_id);
-    info.valid_end = format::SEGMENT_HEADER_LEN as u64;
-    if header.first_seq != first_seq {
-        info.end = SegmentEnd::BadHeader(Problem::new(
-            path,
-            12,
-            format!(
-                "header says first seq {} but the name says {first_seq}",
-                header.first_seq
-            ),
-        ));
-        return Ok(info);
-    }
-    let mut scan = RecordScan::new(&bytes, first_seq);
-    let mut next_report = PROGRESS_STEP;
-    for rec in scan.by_ref() {
-        info.records += 1;
-        info.valid_end = rec.offset + format::frame_len(rec.payload.len()) as u64;
-        if info.valid_end >= next_report {
-            progress(info.valid_end);
-            next_report = info.valid_end + PROGRESS_STEP;
-        }
-    }
-    info.end = match scan.end() {
-        Some(ScanEnd::Torn {
-            offset,
-            bytes,
-            reason,
-        }) => SegmentEnd::Torn {
-            offset: *offset,
-            bytes: *bytes,
-            reason: reason.clone(),
-        },
-        Some(ScanEnd::Clean { .. }) | None => SegmentEnd::Clean,
-    };
-    Ok(info)
-}
-
-/// The first `n` bytes of a file (fewer if it is shorter).
-fn read_head(path: &Path, n: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    File::open(path)
-        .and_then(|f| f.take(n).read_to_end(&mut out))
-        .map_err(|e| Error::io("read", path, e))?;
-    Ok(out)
-}
-
-/// Checks a snapshot-format file (a snapshot or a positions record): everything but
-/// the body's type. Snapshots are never written in place once installed, so the
-/// library's own reader is safe here.
-fn check_file(path: &Path, number: u64) -> Result<FileCheck> {
-    let bytes = std::fs::metadata(path)
-        .map_err(|e| Error::io("stat", path, e))?
-        .len();
-    let head = read_head(path, format::SNAPSHOT_HEADER_LEN as u64)?;
-    let mut check = FileCheck {
-        path: path.to_path_buf(),
-        number,
-        bytes,
-        store_id: SnapshotHeader::decode(&head).ok().map(|h| h.store_id),
-        version: version_of(&head, format::SNAPSHOT_MAGIC),
-        problem: None,
-    };
-    match snapshot::verify(&RealFs, path, None) {
-        Ok(_) => {}
-        Err(e @ Error::Io { .. }) => return Err(e),
-        Err(e) => check.problem = Some(Problem::from_error(path, &e)),
-    }
-    Ok(check)
-}
-
-/// Whether `e` says a file vanished (a live store purged or pruned it meanwhile).
-fn vanished(e: &Error) -> bool {
-    e.io_error()
-        .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
-}
-
-/// Fills in the damage, the torn tail, the notes, the store id and the recovery.
-fn judge(out: &mut Inspection) {
-    let mut damage = Vec::new();
-    let mut notes = Vec::new();
-    // The store id: the segments', else the snapshots', else the positions records'.
-    let store_id = out
-        .segments
-        .iter()
-        .filter_map(|s| s.store_id)
-        .chain(out.snapshots.iter().filter_map(|s| s.store_id))
-        .chain(out.positions.iter().filter_map(|p| p.file.store_id))
-        .next();
-    out.store_id = store_id;
-    let versions = out
-        .segments
-        .iter()
-        .filter_map(|s| s.version)
-        .chain(out.snapshots.iter().filter_map(|s| s.version))
-        .chain(out.positions.iter().filter_map(|p| p.file.version));
-    out.versions.extend(versions);
-
-    let last = out.segments.len().saturating_sub(1);
-    let mut prev: Option<&SegmentInfo> = None;
-    for (i, seg) in out.segments.iter().enumerate() {
-        let is_last = i == last;
-        if seg.first_seq == 0 {
-            damage.push(Problem::new(
-                &seg.path,
-                0,
-                "a segment cannot start at seq 0 (seqs start at 1)",
-            ));
-        }
-        if let (Some(id), Some(expected)) = (seg.store_id, store_id) {
-            if id != expected {
-                damage.push(Problem::new(
-                    &seg.path,
-                    20,
-                    format!("belongs to store {id:016x}, not {expected:016x}"),
-                ));
-            }
-        }
-        if let Some(p) = prev {
-            let expected = p.next_seq();
-            if seg.first_seq != expected && p.store_id.is_some() {
-                damage.push(match &p.end {
-                    SegmentEnd::Torn { offset, reason, .. } => Problem::new(
-                        &p.path,
-                        *offset,
-                        format!(
-                            "records end at seq {} but the next segment starts at {} ({reason})",
-                            expected.saturating_sub(1),
-                            seg.first_seq
-                        ),
-                    ),
-                    _ if seg.first_seq > expected => Problem::new(
-                        &seg.path,
-                        0,
-                        format!(
-                            "records {expected}..{} are missing (no segment holds them)",
-                            seg.first_seq - 1
-                        ),
-                    ),
-                    _ => Problem::new(
-                        &seg.path,
-                        0,
-                        format!(
-                            "segment starts at seq {} but seq {expected} was expected",
-                            seg.first_seq
-                        ),
-                    ),
-                });
-            } else if let SegmentEnd::Torn { offset, bytes, .. } = &p.end {
-                notes.push(format!(
-                    "{}: {bytes} bytes after the last record (offset {offset}) are ignored; the next segment continues the seqs",
-                    p.path.display()
-                ));
-            }
-        }
-        match &seg.end {
-            SegmentEnd::BadHeader(problem) => {
-                let empty = problem.offset == 0
-                    && (problem.reason.contains("all zeros") || problem.reason.contains("shorter"));
-                if is_last && empty {
-                    notes.push(format!(
-                        "{}: the last segment was created but never written; recovery removes it",
-                        seg.path.display()
-                    ));
-                } else {
-                    damage.push(problem.clone());
-                }
-            }
-            SegmentEnd::Torn { offset, bytes, .. } if is_last => {
-                out.torn_tail = Some((seg.path.clone(), *offset, *bytes));
-            }
-            _ => {}
-        }
-        prev = Some(seg);
-    }
-    for file in out
-        .snapshots
-        .iter()
-        .chain(out.positions.iter().map(|p| &p.file))
-    {
-        if let Some(problem) = &file.problem {
-            damage.push(problem.clone());
-        } else if let (Some(id), Some(expected)) = (file.store_id, store_id) {
-            if id != expected {
-                damage.push(Problem::new(
-                    &file.path,
-                    20,
-                    format!("belongs to store {id:016x}, not {expected:016x}"),
-                ));
-            }
-        }
-    }
-    out.recovery = recovery(out, store_id);
-    if let Recovery::Fails(problem) = &out.recovery {
-        if !damage.contains(problem) {
-            damage.push(problem.clone());
-        }
-    }
-    out.damage = damage;
-    out.notes.extend(notes);
-}
-
-/// Follows the steps of recovery under the default policy over what was read.
-fn recovery(out: &Inspection, store_id: Option<u64>) -> Recovery {
-    let valid =
-        |f: &&FileCheck| f.problem.is_none() && store_id.is_none_or(|id| f.store_id == Some(id));
-    let base = out.snapshots.iter().rev().find(valid);
-    let base_seq = base.map_or(0, |b| b.number);
-    let newest_bad = out
-        .snapshots
-        .iter()
-        .rev()
-        .find(|f| f.number > base_seq && !valid(f));
-    let skipped = |f: &FileCheck| {
-        f.problem
-            .clone()
-            .unwrap_or_else(|| Problem::new(&f.path, 20, "belongs to another store"))
-    };
-    let first_needed = base_seq.saturating_add(1);
-    let segs = out.segments.as_slice();
-    if let Some(seg) = segs.first().filter(|s| s.first_seq == 0) {
-        return Recovery::Fails(Problem::new(
-            &seg.path,
-            0,
-            "a segment cannot start at seq 0 (seqs start at 1)",
-        ));
-    }
-    let Some(start) = segs.iter().rposition(|s| s.first_seq <= first_needed) else {
-        return match (segs.first(), newest_bad) {
-            (None, _) => Recovery::Reaches {
-                seq: base_seq,
-                snapshot: base.map(|b| b.number),
-                torn_tail: None,
-            },
-            (Some(_), Some(bad)) => Recovery::Fails(skipped(bad)),
-            (Some(seg), None) => Recovery::Fails(Problem::new(
-                &seg.path,
-                0,
-                format!(
-                    "WAL record {first_needed} is missing: the WAL starts at {}",
-                    seg.first_seq
-                ),
-            )),
-        };
-    };
-    let needed = segs.get(start..).unwrap_or(&[]);
-    let mut expected = needed.first().map_or(first_needed, |s| s.first_seq);
-    let mut torn_tail = None;
-    let mut prev: Option<&SegmentInfo> = None;
-    for (i, seg) in needed.iter().enumerate() {
-        let is_last = i + 1 == needed.len();
-        if seg.first_seq != expected {
-            let problem = match prev.map(|p| &p.end) {
-                Some(SegmentEnd::Torn { offset, reason, .. }) => Problem::new(
-                    prev.map_or(&seg.path, |p| &p.path),
-                    *offset,
-                    format!(
-                        "records end at seq {} but the next segment starts at {} ({reason})",
-                        expected.saturating_sub(1),
-                        seg.first_seq
-                    ),
-                ),
-                _ => Problem::new(
-                    &seg.path,
-                    0,
-                    format!(
-                        "segment starts at seq {} but seq {expected} was expected",
-                        seg.first_seq
-                    ),
-                ),
-            };
-            return Recovery::Fails(problem);
-        }
-        match &seg.end {
-            SegmentEnd::BadHeader(p) => {
-                let empty = p.offset == 0
-                    && (p.reason.contains("all zeros") || p.reason.contains("shorter"));
-                if is_last && empty {
-                    break;
-                }
-                return Recovery::Fails(p.clone());
-            }
-            SegmentEnd::Torn { offset, bytes, .. } if is_last => {
-                torn_tail = Some((seg.path.clone(), *offset, *bytes));
-            }
-            _ => {}
-        }
-        if let (Some(id), Some(expected_id)) = (seg.store_id, store_id) {
-            if id != expected_id {
-                return Recovery::Fails(Problem::new(
-                    &seg.path,
-                    20,
-                    format!("belongs to store {id:016x}, not {expected_id:016x}"),
-                ));
-            }
-        }
-        expected = seg.next_seq();
-        prev = Some(seg);
-    }
-    let seq = expected.max(first_needed) - 1;
-    match newest_bad {
-        Some(bad) if seq < bad.number => Recovery::Fails(skipped(bad)),
-        _ => Recovery::Reaches {
-            seq,
-            snapshot: base.map(|b| b.number),
-            torn_tail,
-        },
-    }
-}
-
-/// One record of the WAL, as [`for_each_record`] passes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordView<'a> {
-    /// The record's seq.
-    pub seq: Seq,
-    /// The segment that holds it.
-    pub segment: &'a Path,
-    /// Offset of the record's frame in the segment.
-    pub offset: u64,
-    /// Payload length in bytes.
-    pub len: u32,
-    /// The stored checksum (CRC32C of the payload, continued over the seq).
-    pub crc: u32,
-    /// The payload: the postcard encoding of the event.
-    pub payload: &'a [u8],
-}
-
-impl RecordView<'_> {
-    /// Decodes the payload as `E` (the application's `State::Event`). A payload that
-    /// does not decode is [`Error::Decode`]; one with bytes left over is
-    /// [`Error::Corrupt`]; both name the segment and the record's offset.
-    pub fn decode<E: DeserializeOwned>(&self) -> Result<E> {
-        let (event, rest) =
-            postcard::take_from_bytes::<E>(self.payload).map_err(|source| Error::Decode {
-                path: self.segment.to_path_buf(),
-                offset: self.offset,
-                source,
-            })?;
-        if !rest.is_empty() {
-            return Err(Error::corrupt(
-                self.segment,
-                self.offset + FRAME_HEADER_LEN as u64 + (self.payload.len() - rest.len()) as u64,
-                "event has trailing bytes",
-            ));
-        }
-        Ok(event)
-    }
-}
-
-/// Calls `f` for every valid record of the WAL in `dir` whose seq is in `range`, in
-/// order (segment by segment; within a segment, up to its first invalid record).
-/// Segments whose header does not validate are skipped with a warning. Stops at the
-/// first error `f` returns.
-pub fn for_each_record(
-    dir: &Path,
-    range: impl RangeBounds<Seq>,
-    mut f: impl FnMut(&RecordView<'_>) -> Result<()>,
-) -> Result<()> {
-    let wal_dir = dir.join("wal");
-    let segments = wal::list_segments(&RealFs, &wal_dir)?;
-    let from = match range.start_bound() {
-        Bound::Included(s) => *s,
-        Bound::Excluded(s) => s.saturating_add(1),
-        Bound::Unbounded => 0,
-    };
-    for (i, (first, path)) in segments.iter().enumerate() {
-        // Every record of this segment is below `from` when the next one starts at
-        // or below it.
-        if segments.get(i + 1).is_some_and(|(next, _)| *next <= from) {
-            continue;
-        }
-        if let Bound::Included(to) | Bound::Excluded(to) = range.end_bound() {
-            if first > to {
-                break;
-            }
-        }
-        let bytes = read_file(path)?;
-        if let Err(e) = SegmentHeader::decode(&bytes) {
-            tracing::warn!(segment = %path.display(), error = ?e, "segment header does not validate; skipped");
-            continue;
-        }
-        for rec in RecordScan::new(&bytes, *first) {
-            if !range.contains(&rec.seq) {
-                continue;
-            }
-            let len = u32::try_from(rec.payload.len()).unwrap_or(u32::MAX);
-            let crc = crc32c::crc32c_append(crc32c::crc32c(rec.payload), &rec.seq.to_le_bytes());
-            f(&RecordView {
-                seq: rec.seq,
-                segment: path,
-                offset: rec.offset,
-                len,
-                crc,
-                payload: rec.payload,
-            })?;
         }
     }
     Ok(())
