@@ -54,6 +54,41 @@ pub enum RecordV1<C: RaftTypeConfig<Entry = Entry<C>>> {
     Committed(Option<LogId<C::NodeId>>),
 }
 
+/// What a [`LogStore`] holds, as returned by [`LogStore::view`].
+pub struct LogView<C: RaftTypeConfig<Entry = Entry<C>>> {
+    /// The live entries, in index order.
+    pub entries: Vec<Entry<C>>,
+    /// The saved vote.
+    pub vote: Option<Vote<C::NodeId>>,
+    /// The saved committed log id.
+    pub committed: Option<LogId<C::NodeId>>,
+    /// The last purged log id.
+    pub purged: Option<LogId<C::NodeId>>,
+}
+
+impl<C: RaftTypeConfig<Entry = Entry<C>>> Debug for LogView<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogView")
+            .field("entries", &self.entries)
+            .field("vote", &self.vote)
+            .field("committed", &self.committed)
+            .field("purged", &self.purged)
+            .finish()
+    }
+}
+
+impl<C: RaftTypeConfig<Entry = Entry<C>>> PartialEq for LogView<C>
+where
+    Entry<C>: PartialEq,
+{
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+            && self.vote == other.vote
+            && self.committed == other.committed
+            && self.purged == other.purged
+    }
+}
+
 /// Options of a [`LogStore`].
 #[derive(Debug, Clone)]
 pub struct LogOptions {
@@ -328,6 +363,21 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>> LogStore<C> {
     /// The directory of this log store.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// A copy of what the log holds now (entries, vote, committed and purged ids):
+    /// for tests, tools and comparisons after a reopen.
+    pub fn view(&self) -> LogView<C>
+    where
+        C::D: Clone,
+    {
+        let mem = self.shared.mem();
+        LogView {
+            entries: mem.entries.values().map(|(_, e)| e.clone()).collect(),
+            vote: mem.vote.clone(),
+            committed: mem.committed.clone(),
+            purged: mem.purged.clone(),
+        }
     }
 
     /// The last WAL seq known durable.
