@@ -278,8 +278,19 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> StateMachine<C, A> {
     /// Opens (or creates) the state machine in `dir/sm/` with the store `options`
     /// (their sync policy applies to `apply`; installs always sync).
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
-        let sm_dir = dir.as_ref().join("sm");
+        let dir = dir.as_ref();
+        let sm_dir = dir.join("sm");
         let fs = options.fs.clone();
+        // Make `dir/sm` itself durable: the store syncs what is inside it.
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { op, path, source }
+        };
+        fs.create_dir_all(&sm_dir).map_err(io("create dir", &sm_dir))?;
+        fs.sync_dir(dir).map_err(io("fsync dir", dir))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent).map_err(io("fsync dir", parent))?;
+        }
         let store = Store::<SmState<C, A>>::open(&sm_dir, options)?;
         // Every clone of the state shares the sink of the state recovered at open;
         // the responses of replayed events are dropped.
