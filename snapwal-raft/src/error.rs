@@ -40,6 +40,9 @@ pub enum Error {
     BadSnapshot(String),
     /// The log was closed while an operation waited on it.
     Closed,
+    /// The state machine could not do what was asked (a checkpoint that stayed busy,
+    /// a response count that does not match the entries).
+    StateMachine(String),
 }
 
 impl fmt::Display for Error {
@@ -62,6 +65,7 @@ impl fmt::Display for Error {
             ),
             Error::BadSnapshot(why) => write!(f, "bad snapshot: {why}"),
             Error::Closed => f.write_str("the log store is closed"),
+            Error::StateMachine(why) => write!(f, "state machine: {why}"),
         }
     }
 }
@@ -72,7 +76,7 @@ impl std::error::Error for Error {
             Error::Store(e) => Some(e),
             Error::Io { source, .. } => Some(source),
             Error::Encode(e) | Error::Decode { source: e, .. } => Some(e),
-            Error::BadSnapshot(_) | Error::Closed => None,
+            Error::BadSnapshot(_) | Error::Closed | Error::StateMachine(_) => None,
         }
     }
 }

@@ -287,7 +287,9 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>> LogStore<C> {
         let lock = fs.lock(&lock_path).map_err(io("lock", &lock_path))?;
         // Purge unlinks a prefix of the segments: replay from the first one left.
         let segments = wal::list_segments(fs.as_ref(), &log_dir)?;
-        let after = segments.first().map_or(0, |(first, _)| first.saturating_sub(1));
+        let after = segments
+            .first()
+            .map_or(0, |(first, _)| first.saturating_sub(1));
         let mut mem = Mem::<C>::new();
         let mut bad: Option<Error> = None;
         let report = wal::replay(
@@ -427,9 +429,15 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>> LogStore<C> {
         self.queue_flush(first + n - 1, callback)
     }
 
-    fn queue_flush(&mut self, seq: Seq, callback: LogFlushed<C>) -> Result<(), (Error, LogFlushed<C>)> {
+    fn queue_flush(
+        &mut self,
+        seq: Seq,
+        callback: LogFlushed<C>,
+    ) -> Result<(), (Error, LogFlushed<C>)> {
         match &self.flush_tx {
-            Some(tx) => tx.send((seq, callback)).map_err(|mpsc::SendError((_, cb))| (Error::Closed, cb)),
+            Some(tx) => tx
+                .send((seq, callback))
+                .map_err(|mpsc::SendError((_, cb))| (Error::Closed, cb)),
             None => Err((Error::Closed, callback)),
         }
     }
@@ -437,7 +445,10 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>> LogStore<C> {
 
 /// Group commit: take every queued append, one `sync_through` for the highest seq,
 /// then answer them in order.
-fn flush_loop<C: RaftTypeConfig<Entry = Entry<C>>>(shared: &Shared<C>, rx: &mpsc::Receiver<Flush<C>>) {
+fn flush_loop<C: RaftTypeConfig<Entry = Entry<C>>>(
+    shared: &Shared<C>,
+    rx: &mpsc::Receiver<Flush<C>>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());

@@ -181,7 +181,7 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> Shared<C, A> {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        Err(Error::BadSnapshot(
+        Err(Error::StateMachine(
             "a checkpoint stayed busy for 10 s".to_string(),
         ))
     }
@@ -286,7 +286,8 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> StateMachine<C, A> {
             let path = path.to_path_buf();
             move |source| Error::Io { op, path, source }
         };
-        fs.create_dir_all(&sm_dir).map_err(io("create dir", &sm_dir))?;
+        fs.create_dir_all(&sm_dir)
+            .map_err(io("create dir", &sm_dir))?;
         fs.sync_dir(dir).map_err(io("fsync dir", dir))?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs.sync_dir(parent).map_err(io("fsync dir", parent))?;
@@ -325,7 +326,7 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> StateMachine<C, A> {
         self.shared.store.append(&SmEvent::Apply(entries))?;
         let responses = self.shared.sink.take();
         if responses.len() != n {
-            return Err(Error::BadSnapshot(format!(
+            return Err(Error::StateMachine(format!(
                 "apply produced {} responses for {n} entries",
                 responses.len()
             )));
@@ -368,7 +369,8 @@ where
                 None => self.shared.empty_snapshot(),
             }
         };
-        let snap = build().map_err(|e| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
+        let snap =
+            build().map_err(|e| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
         tracing::info!(snapshot = %snap.meta.snapshot_id, "raft snapshot built");
         Ok(snap)
     }
@@ -383,8 +385,13 @@ where
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<C::NodeId>>, StoredMembership<C::NodeId, C::Node>), StorageError<C::NodeId>>
-    {
+    ) -> Result<
+        (
+            Option<LogId<C::NodeId>>,
+            StoredMembership<C::NodeId, C::Node>,
+        ),
+        StorageError<C::NodeId>,
+    > {
         let cur = self.shared.store.current();
         let s = cur.state();
         Ok((s.last_applied.clone(), s.membership.clone()))
@@ -423,11 +430,16 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         let bytes = snapshot.into_inner();
         self.install(meta, &bytes).map_err(|e| {
-            e.into_storage(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write)
+            e.into_storage(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+            )
         })
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
         self.shared
             .read_snapshot(None)
             .map_err(|e| e.into_storage(ErrorSubject::Snapshot(None), ErrorVerb::Read))

@@ -99,7 +99,11 @@ impl Model {
     }
     fn of(view: &LogView<C>) -> Self {
         Model {
-            entries: view.entries.iter().map(|e| (e.log_id.index, e.log_id)).collect(),
+            entries: view
+                .entries
+                .iter()
+                .map(|e| (e.log_id.index, e.log_id))
+                .collect(),
             vote: view.vote,
             committed: view.committed,
             purged: view.purged,
@@ -150,7 +154,9 @@ async fn run_op(log: &mut LogStore<C>, op: &Op) -> Result<(), openraft::StorageE
 
 /// Runs the script on `fs` until an operation fails; returns how many were acknowledged.
 fn run_log_script(fs: &Arc<SimFs>, ops: &[Op]) -> usize {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let Ok(mut log) = LogStore::<C>::open(DIR, log_opts(fs)) else {
             return 0;
@@ -178,7 +184,9 @@ fn check_log_image(image: SimFs, ops: &[Op], acked: usize, what: &str) {
         "{what}: after {acked} acknowledged ops the log recovered {got:#?}\nallowed: {ok:#?}"
     );
     // Reads agree with the view, and get_log_state is consistent with it.
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut log = log;
     let state = rt.block_on(log.get_log_state()).unwrap();
     assert_eq!(state.last_purged_log_id, got.purged, "{what}");
@@ -193,10 +201,16 @@ fn log_store_recovers_an_allowed_state_at_every_crash_point() {
     let clean = Arc::new(SimFs::new(7));
     assert_eq!(run_log_script(&clean, &ops), ops.len());
     let calls = clean.calls();
-    let segments: Vec<_> = clean.files().into_iter().filter(|(p, _)| p.starts_with("/raft/log")).collect();
+    let segments: Vec<_> = clean
+        .files()
+        .into_iter()
+        .filter(|(p, _)| p.starts_with("/raft/log"))
+        .collect();
     eprintln!("segments left after the script: {segments:?}");
     assert!(
-        segments.iter().all(|(p, _)| !p.ends_with("00000000000000000001.wal")),
+        segments
+            .iter()
+            .all(|(p, _)| !p.ends_with("00000000000000000001.wal")),
         "purge unlinked the first segment: {segments:?}"
     );
     check_log_image(clean.crash_all_dropped(), &ops, ops.len(), "no crash");
@@ -206,10 +220,25 @@ fn log_store_recovers_an_allowed_state_at_every_crash_point() {
         fs.crash_at(n);
         let acked = run_log_script(&fs, &ops);
         let what = format!("crash at call {n}");
-        check_log_image(fs.crash_all_dropped(), &ops, acked, &format!("{what}, all dropped"));
-        check_log_image(fs.crash_all_kept(), &ops, acked, &format!("{what}, all kept"));
+        check_log_image(
+            fs.crash_all_dropped(),
+            &ops,
+            acked,
+            &format!("{what}, all dropped"),
+        );
+        check_log_image(
+            fs.crash_all_kept(),
+            &ops,
+            acked,
+            &format!("{what}, all kept"),
+        );
         for seed in 0..2 {
-            check_log_image(fs.crash_random(seed), &ops, acked, &format!("{what}, random {seed}"));
+            check_log_image(
+                fs.crash_random(seed),
+                &ops,
+                acked,
+                &format!("{what}, random {seed}"),
+            );
         }
         images += 4;
     }
@@ -230,7 +259,10 @@ fn sm_opts(fs: &Arc<SimFs>) -> Options {
 enum SmOp {
     Apply(Vec<Entry<C>>),
     Build,
-    Install(Box<openraft::SnapshotMeta<u64, openraft::BasicNode>>, Vec<u8>),
+    Install(
+        Box<openraft::SnapshotMeta<u64, openraft::BasicNode>>,
+        Vec<u8>,
+    ),
 }
 
 type SmModel = (Option<LogId<u64>>, Kv);
@@ -243,21 +275,34 @@ fn membership_entry(index: u64) -> Entry<C> {
 }
 
 /// A snapshot built on another state machine (a leader's), to install.
-fn leader_snapshot() -> (openraft::SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>, Kv) {
+fn leader_snapshot() -> (
+    openraft::SnapshotMeta<u64, openraft::BasicNode>,
+    Vec<u8>,
+    Kv,
+) {
     let fs = Arc::new(SimFs::new(99));
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut sm = StateMachine::<C, Kv>::open("/leader", sm_opts(&fs)).unwrap();
         let entries: Vec<Entry<C>> = (1..=20).map(|i| ent(3, i)).collect();
         sm.apply(entries).await.unwrap();
-        let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
         let app = sm.current().state().app.clone();
         (snap.meta, snap.snapshot.into_inner(), app)
     })
 }
 
 fn run_sm_script(fs: &Arc<SimFs>, ops: &[SmOp]) -> (usize, Vec<Option<LogId<u64>>>) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut snaps = Vec::new();
         let Ok(mut sm) = StateMachine::<C, Kv>::open(DIR, sm_opts(fs)) else {
@@ -322,14 +367,21 @@ fn check_sm_image(
     what: &str,
 ) {
     let image = Arc::new(image);
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut sm = StateMachine::<C, Kv>::open(DIR, sm_opts(&image))
             .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
         let cur = sm.current();
         let got: SmModel = (cur.state().last_applied, cur.state().app.clone());
-        let ok = models.get(acked..=(acked + 1).min(models.len() - 1)).unwrap();
-        assert!(ok.contains(&got), "{what}: after {acked} ops recovered {got:?}");
+        let ok = models
+            .get(acked..=(acked + 1).min(models.len() - 1))
+            .unwrap();
+        assert!(
+            ok.contains(&got),
+            "{what}: after {acked} ops recovered {got:?}"
+        );
         // A snapshot acknowledged (built or installed) is still served, or a newer one.
         if let Some(want) = snaps.last() {
             let cur = sm.get_current_snapshot().await.unwrap();
@@ -365,11 +417,31 @@ fn state_machine_recovers_an_allowed_state_at_every_crash_point() {
         fs.crash_at(n);
         let (acked, snaps) = run_sm_script(&fs, &ops);
         let what = format!("crash at call {n}");
-        check_sm_image(fs.crash_all_dropped(), &models, acked, &snaps, &format!("{what}, dropped"));
-        check_sm_image(fs.crash_all_kept(), &models, acked, &snaps, &format!("{what}, kept"));
-        check_sm_image(fs.crash_random(n), &models, acked, &snaps, &format!("{what}, random"));
+        check_sm_image(
+            fs.crash_all_dropped(),
+            &models,
+            acked,
+            &snaps,
+            &format!("{what}, dropped"),
+        );
+        check_sm_image(
+            fs.crash_all_kept(),
+            &models,
+            acked,
+            &snaps,
+            &format!("{what}, kept"),
+        );
+        check_sm_image(
+            fs.crash_random(n),
+            &models,
+            acked,
+            &snaps,
+            &format!("{what}, random"),
+        );
         images += 3;
     }
     let _ = snaps;
-    eprintln!("raft state machine crash check: {calls} crash points, {images} crash images, all allowed");
+    eprintln!(
+        "raft state machine crash check: {calls} crash points, {images} crash images, all allowed"
+    );
 }

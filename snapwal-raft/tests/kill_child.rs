@@ -36,13 +36,19 @@ fn child(dir: &Path) {
     rt.block_on(async {
         let mut log = LogStore::<C>::open(dir, opts()).unwrap();
         let state = log.get_log_state().await.unwrap();
-        let term = log.read_vote().await.unwrap().map_or(1, |v| v.leader_id.term + 1);
+        let term = log
+            .read_vote()
+            .await
+            .unwrap()
+            .map_or(1, |v| v.leader_id.term + 1);
         log.save_vote(&Vote::new(term, 0)).await.unwrap();
         println!("vote {term}");
         let mut next = state.last_log_id.map_or(1, |l| l.index + 1);
         for round in 0u64.. {
             let n = 1 + round % 4;
-            log.blocking_append((next..next + n).map(|i| ent(term, i))).await.unwrap();
+            log.blocking_append((next..next + n).map(|i| ent(term, i)))
+                .await
+                .unwrap();
             next += n;
             println!("acked {}", next - 1);
             if round % 100 == 99 {
@@ -68,7 +74,11 @@ fn kill_9_keeps_every_acknowledged_entry() {
     let mut total_acked = 0;
     for round in 1..=3u64 {
         let mut c = Command::new(&exe)
-            .args(["--exact", "kill_9_keeps_every_acknowledged_entry", "--nocapture"])
+            .args([
+                "--exact",
+                "kill_9_keeps_every_acknowledged_entry",
+                "--nocapture",
+            ])
             .env(CHILD_ENV, tmp.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -99,14 +109,31 @@ fn kill_9_keeps_every_acknowledged_entry() {
             let mut log = LogStore::<C>::open(tmp.path(), opts()).unwrap();
             let v = log.view();
             let last = v.entries.last().map_or(0, |e| e.log_id.index);
-            assert!(last >= acked, "round {round}: acknowledged {acked}, recovered through {last}");
-            assert_eq!(log.read_vote().await.unwrap().map(|v| v.leader_id.term), Some(vote));
+            assert!(
+                last >= acked,
+                "round {round}: acknowledged {acked}, recovered through {last}"
+            );
+            assert_eq!(
+                log.read_vote().await.unwrap().map(|v| v.leader_id.term),
+                Some(vote)
+            );
             let purged_now = v.purged.map_or(0, |p| p.index);
-            assert!(purged_now >= purged, "round {round}: purged {purged}, recovered {purged_now}");
+            assert!(
+                purged_now >= purged,
+                "round {round}: purged {purged}, recovered {purged_now}"
+            );
             let first = v.entries.first().map_or(0, |e| e.log_id.index);
-            assert_eq!(first, purged_now + 1, "round {round}: the log starts right after the purged id");
+            assert_eq!(
+                first,
+                purged_now + 1,
+                "round {round}: the log starts right after the purged id"
+            );
             for (i, e) in v.entries.iter().enumerate() {
-                assert_eq!(e.log_id.index, first + i as u64, "round {round}: contiguous");
+                assert_eq!(
+                    e.log_id.index,
+                    first + i as u64,
+                    "round {round}: contiguous"
+                );
             }
             log.close();
         });

@@ -57,7 +57,9 @@ async fn every_operation_survives_a_reopen() {
     log = reopen(dir, log).await;
     assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(1, 0)));
 
-    log.blocking_append((1..=40).map(|i| ent(1, i))).await.unwrap();
+    log.blocking_append((1..=40).map(|i| ent(1, i)))
+        .await
+        .unwrap();
     log.save_committed(Some(lid(1, 30))).await.unwrap();
     log = reopen(dir, log).await;
     assert_eq!(log.view().entries.len(), 40);
@@ -66,19 +68,37 @@ async fn every_operation_survives_a_reopen() {
     // Truncate the uncommitted suffix, then write a new one at a higher term.
     log.truncate(lid(1, 35)).await.unwrap();
     log = reopen(dir, log).await;
-    assert_eq!(log.view().entries.last().map(|e| e.log_id), Some(lid(1, 34)));
-    log.blocking_append((35..=45).map(|i| ent(2, i))).await.unwrap();
+    assert_eq!(
+        log.view().entries.last().map(|e| e.log_id),
+        Some(lid(1, 34))
+    );
+    log.blocking_append((35..=45).map(|i| ent(2, i)))
+        .await
+        .unwrap();
     log.save_vote(&Vote::new(2, 1)).await.unwrap();
     log = reopen(dir, log).await;
-    assert_eq!(log.view().entries.last().map(|e| e.log_id), Some(lid(2, 45)));
-    assert_eq!(log.view().entries.get(34).map(|e| e.log_id), Some(lid(2, 35)));
+    assert_eq!(
+        log.view().entries.last().map(|e| e.log_id),
+        Some(lid(2, 45))
+    );
+    assert_eq!(
+        log.view().entries.get(34).map(|e| e.log_id),
+        Some(lid(2, 35))
+    );
 
     // Purge unlinks whole segments; the vote and committed id outlive theirs.
     let before = segments(dir);
     log.purge(lid(1, 30)).await.unwrap();
     log = reopen(dir, log).await;
-    assert!(segments(dir) < before, "purge unlinked segments ({before} before, {} after)", segments(dir));
-    assert_eq!(log.view().entries.first().map(|e| e.log_id), Some(lid(1, 31)));
+    assert!(
+        segments(dir) < before,
+        "purge unlinked segments ({before} before, {} after)",
+        segments(dir)
+    );
+    assert_eq!(
+        log.view().entries.first().map(|e| e.log_id),
+        Some(lid(1, 31))
+    );
     assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
     assert_eq!(log.read_committed().await.unwrap(), Some(lid(1, 30)));
 

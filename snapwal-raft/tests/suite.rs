@@ -19,7 +19,11 @@ use snapwal_raft::kv::{Kv, KvConfig, Response};
 use snapwal_raft::{LogOptions, LogReader, LogStore, LogView, SnapshotBuilder, StateMachine};
 
 type C = KvConfig;
-type SmView = (Option<LogId<u64>>, StoredMembership<u64, openraft::BasicNode>, Kv);
+type SmView = (
+    Option<LogId<u64>>,
+    StoredMembership<u64, openraft::BasicNode>,
+    Kv,
+);
 
 fn log_opts() -> LogOptions {
     // Small segments, so that purge really unlinks files in the suite's cases.
@@ -124,8 +128,13 @@ impl RaftStateMachine<C> for CheckedSm {
     type SnapshotBuilder = SnapshotBuilder<C, Kv>;
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, openraft::BasicNode>), StorageError<u64>>
-    {
+    ) -> Result<
+        (
+            Option<LogId<u64>>,
+            StoredMembership<u64, openraft::BasicNode>,
+        ),
+        StorageError<u64>,
+    > {
         self.sm().applied_state().await
     }
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<u64>>
@@ -167,7 +176,12 @@ struct Case {
 fn reopen_and_compare(dir: &Path, log: Option<LogView<C>>, sm: Option<SmView>) {
     if let Some(before) = log {
         let reopened = LogStore::<C>::open(dir, log_opts()).expect("reopen log store");
-        assert_eq!(reopened.view(), before, "log store after reopen in {}", dir.display());
+        assert_eq!(
+            reopened.view(),
+            before,
+            "log store after reopen in {}",
+            dir.display()
+        );
         reopened.close();
     }
     if let Some(before) = sm {
