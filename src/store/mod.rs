@@ -8,7 +8,41 @@
 //!   disk. Reads ([`Store::current`]) and checkpoints load the published pointer
 //!   without a lock.
 //! - **I1 Durability**: under [`SyncPolicy::Always`] an append returns after the group
-//!   commit that covers it ([`Wal::sync_through`]).
+//!   commit that covers it ([`Wal::sync_through`]). [`Store::current_durable`] returns
+//!   only versions whose seq was durable when they were stored in `durable_version`
+//!   (after a group commit or a sync covered them); `durable` only grows.
+//!
+//! # How the writer gets a mutable state without a clone per append
+//!
+//! The writer keeps two versions ([`Writer`]): `current`, the one published, and
+//! `spare`, the one published before it, together with the events `current` has and
+//! `spare` has not (`missed`, owned copies decoded from the encoded payloads). An
+//! append takes the spare, checks with `Arc::get_mut` that nothing else holds it,
+//! replays `missed` onto it, applies the new events in place, publishes it with
+//! `ArcSwap::swap`, and keeps the old `current` as the next spare. Each event is thus
+//! applied twice, once to each copy; this is sound because `apply` is deterministic
+//! (the same rule recovery relies on), and `write_path_in_place_stress` checks that
+//! every version readers saw equals the replay of events `1..seq`.
+//!
+//! Why `Arc::get_mut` proves nobody reads the spare: readers get either an `Arc` (a
+//! real strong count) or an arc-swap `Guard`, which may hold a *debt* instead of a
+//! count. `ArcSwap::swap` returns only after `HybridStrategy::wait_for_readers` ran
+//! `Debt::pay_all` on the old pointer, which turns every debt on it (including loads
+//! in progress, through the helping slot) into a strong count. The spare is always a
+//! value `swap` returned, so by the time the writer calls `Arc::get_mut` on it every
+//! guard still alive counts, and `get_mut` succeeds only when there is none.
+//!
+//! When the spare is held (a reader kept a version across two appends, a checkpoint
+//! is writing it, or it is the durable version), the writer lets it go (whoever holds
+//! it last frees it, outside the writer section) and clones `current` instead: the
+//! fallback, one clone per version held across appends, never more. For a state of
+//! persistent collections that clone copies pointers; for a plain std state it is
+//! O(size), on the writer's thread, once per checkpoint (the version a checkpoint
+//! writes) — a spare prepared off the writer's thread would remove it (not done yet).
+//!
+//! Memory: two full copies for a plain state (2x, plus a third while a checkpoint
+//! holds a version); for a structurally shared state one copy plus the paths each
+//! copy touched since they diverged (about 1x).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -46,8 +80,8 @@ pub(crate) struct Inner<S: State> {
     pub(crate) store_id: u64,
     pub(crate) wal: Wal,
     /// The writer section: the only place appenders serialize. Holds the writer's
-    /// current version; never held across a syscall.
-    pub(crate) writer: Mutex<Arc<Versioned<S>>>,
+    /// versions (see [`Writer`]); never held across a syscall.
+    pub(crate) writer: Mutex<Writer<S>>,
     /// The published version: readers and checkpoints load it without a lock.
     pub(crate) published: ArcSwap<Versioned<S>>,
     /// The newest version known durable ([`Store::current_durable`]): set after a
@@ -58,6 +92,79 @@ pub(crate) struct Inner<S: State> {
     pub(crate) ck: Checkpoints,
     pub(crate) stop: Stop,
     pub(crate) _lock: Box<dyn LockGuard>,
+}
+
+/// The writer's versions: the published one and the spare it will apply the next
+/// append to in place (see the module docs).
+pub(crate) struct Writer<S: State> {
+    /// The version published last (the same `Arc` as `Inner::published`).
+    current: Arc<Versioned<S>>,
+    /// The version published before it, `missed` events behind `current`.
+    spare: Option<Arc<Versioned<S>>>,
+    /// The events applied to `current` and not yet to `spare`, in seq order.
+    missed: Vec<S::Event>,
+}
+
+impl<S: State> Writer<S> {
+    pub(crate) fn new(current: Arc<Versioned<S>>) -> Self {
+        Writer {
+            current,
+            spare: None,
+            missed: Vec::new(),
+        }
+    }
+
+    /// A version equal to `current` that only this thread holds, to apply the next
+    /// events to in place: the spare, caught up with the events it missed, when no
+    /// reader, checkpoint or durable pointer still holds it; otherwise a clone of
+    /// `current` (the fallback). The second value is a version the writer let go of
+    /// (to drop outside the writer section).
+    fn take_free_version(&mut self) -> (Arc<Versioned<S>>, Option<Arc<Versioned<S>>>) {
+        let missed = std::mem::take(&mut self.missed);
+        if let Some(mut spare) = self.spare.take() {
+            if let Some(v) = Arc::get_mut(&mut spare) {
+                // A panic in `apply` here drops the half-caught-up spare; `missed` is
+                // already empty and the next append falls back to a clone.
+                for e in &missed {
+                    v.state.apply(e);
+                }
+                v.seq = self.current.seq;
+                return (spare, None);
+            }
+            // Held elsewhere: let it go; whoever holds it last frees it.
+            return (Arc::new(Versioned::clone(&self.current)), Some(spare));
+        }
+        (Arc::new(Versioned::clone(&self.current)), None)
+    }
+}
+
+/// The events of one append, owned (the writer keeps them to replay onto its spare):
+/// decoded copies of a batch borrowed from the caller, or the one event `append_with`
+/// was given.
+enum Events<E> {
+    Owned(Vec<E>),
+    One(E),
+}
+
+impl<E> Events<E> {
+    fn len(&self) -> usize {
+        match self {
+            Events::Owned(v) => v.len(),
+            Events::One(_) => 1,
+        }
+    }
+    fn iter(&self) -> std::slice::Iter<'_, E> {
+        match self {
+            Events::Owned(v) => v.iter(),
+            Events::One(e) => std::slice::from_ref(e).iter(),
+        }
+    }
+    fn into_owned(self) -> Vec<E> {
+        match self {
+            Events::Owned(v) => v,
+            Events::One(e) => vec![e],
+        }
+    }
 }
 
 /// A crash-safe state store. See the [crate docs](crate) for an overview.
@@ -107,17 +214,19 @@ impl<S: State> Store<S> {
         let encoded = events
             .iter()
             .try_for_each(|e| scratch.encode(e))
-            .and_then(|()| {
+            .and_then(|()| scratch.decode::<S::Event>())
+            .and_then(|owned| {
                 // Back-pressure (I9): wait for room in the WAL's staging bound before
                 // the writer section, so no appender waits on the disk while holding it.
-                inner.wal.wait_for_room(scratch.frame_bytes())
-            })
-            .and_then(|()| {
+                inner.wal.wait_for_room(scratch.frame_bytes())?;
                 let mut w = lock(&inner.writer);
-                inner.publish_locked(&mut w, events, &scratch)
+                let done = inner.publish_locked(&mut w, Events::Owned(owned), &scratch);
+                drop(w);
+                done
             });
         scratch.put_back();
-        let version = encoded?;
+        let (version, released) = encoded?;
+        drop(released);
         let last = version.seq;
         // The version is dropped here, outside the writer section: if it was the last
         // reference to the previous state, freeing it costs no other appender anything.
@@ -190,21 +299,20 @@ impl<S: State> Store<S> {
         let mut scratch = Scratch::take();
         let produced = {
             let mut w = lock(&inner.writer);
-            match decide(&w.state) {
+            match decide(&w.current.state) {
                 Err(e) => Ok(Err(e)),
-                Ok(None) => Ok(Ok(Arc::clone(&*w))),
+                Ok(None) => Ok(Ok((Arc::clone(&w.current), None))),
                 Ok(Some(event)) => scratch
                     .encode(&event)
-                    .and_then(|()| {
-                        inner.publish_locked(&mut w, std::slice::from_ref(&event), &scratch)
-                    })
+                    .and_then(|()| inner.publish_locked(&mut w, Events::One(event), &scratch))
                     .map(Ok),
             }
         };
         scratch.put_back();
         match produced? {
             Err(e) => Ok(Err(e)),
-            Ok(version) => {
+            Ok((version, released)) => {
+                drop(released);
                 inner.finish(Arc::clone(&version))?;
                 Ok(Ok(version))
             }
@@ -308,27 +416,40 @@ impl<S: State> Store<S> {
 
 impl<S: State> Inner<S> {
     /// The writer section's work once the events are encoded in `scratch`: assign
-    /// seqs, stage the frames, apply, publish. Returns the version published.
+    /// seqs, stage the frames, apply, publish. Returns the version published and what
+    /// the caller must drop *after* leaving the writer section (a version the writer
+    /// let go of, so that freeing it never runs inside the section).
     fn publish_locked(
         &self,
-        w: &mut Arc<Versioned<S>>,
-        events: &[S::Event],
+        w: &mut Writer<S>,
+        events: Events<S::Event>,
         scratch: &Scratch,
-    ) -> Result<Arc<Versioned<S>>> {
+    ) -> Result<(Arc<Versioned<S>>, Option<Arc<Versioned<S>>>)> {
+        let n = events.len() as u64;
         // Seq u64::MAX is never used (the format reserves it), so the log cannot wrap.
-        if w.seq.checked_add(events.len() as u64 + 1).is_none() {
+        if w.current.seq.checked_add(n + 1).is_none() {
             return Err(Error::SeqExhausted);
         }
-        // Apply first: if `apply` panics, nothing has been logged or published.
-        let mut state = w.state.clone();
-        for e in events {
-            state.apply(e);
+        let (mut next, released) = w.take_free_version();
+        // `take_free_version` returns a version only this thread holds, so this never
+        // clones.
+        let v = Arc::make_mut(&mut next);
+        // Apply first: if `apply` panics, nothing has been logged or published (the
+        // version being built is dropped; the current one is untouched).
+        for e in events.iter() {
+            v.state.apply(e);
         }
         let first = self.wal.stage(scratch.frames());
-        let last = first + events.len() as u64 - 1;
-        let next = Arc::new(Versioned { seq: last, state });
-        self.published.store(Arc::clone(&next));
-        Ok(std::mem::replace(w, next))
+        v.seq = first + n - 1;
+        // `swap` returns only once arc-swap has paid every debt on the old pointer
+        // (`HybridStrategy::wait_for_readers` -> `Debt::pay_all`): from then on every
+        // outstanding `Guard` of the old version holds a real strong count, so the
+        // `Arc::get_mut` in `take_free_version` succeeds only when nobody reads it.
+        let old = self.published.swap(Arc::clone(&next));
+        drop(std::mem::replace(&mut w.current, next));
+        w.spare = Some(old);
+        w.missed = events.into_owned();
+        Ok((Arc::clone(&w.current), released))
     }
 
     /// Durability per the sync policy for `version`, just published; under `Always`

@@ -246,7 +246,7 @@ impl<S: State> Store<S> {
             pos_dir,
             store_id,
             wal,
-            writer: Mutex::new(Arc::clone(&current)),
+            writer: Mutex::new(super::Writer::new(Arc::clone(&current))),
             durable_version: ArcSwap::new(Arc::clone(&current)),
             published: ArcSwap::new(current),
             positions: Positions::from_saved(saved_positions.clone()),

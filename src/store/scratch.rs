@@ -61,6 +61,14 @@ impl Scratch {
         Ok(())
     }
 
+    /// Decodes every payload back into an owned event (the copy the writer replays
+    /// onto its spare version; see the `store` module docs).
+    pub(super) fn decode<E: serde::de::DeserializeOwned>(&self) -> Result<Vec<E>> {
+        self.frames()
+            .map(|(p, _)| postcard::from_bytes(p).map_err(Error::Encode))
+            .collect()
+    }
+
     /// The bytes the encoded payloads take once framed.
     pub(super) fn frame_bytes(&self) -> u64 {
         self.frames()
