@@ -138,6 +138,10 @@ impl<S: State> Writer<S> {
     }
 }
 
+/// The version an append published, and a version the writer let go of (to drop
+/// after leaving the writer section).
+type Published<S> = (Arc<Versioned<S>>, Option<Arc<Versioned<S>>>);
+
 /// The events of one append, owned (the writer keeps them to replay onto its spare):
 /// decoded copies of a batch borrowed from the caller, or the one event `append_with`
 /// was given.
@@ -424,7 +428,7 @@ impl<S: State> Inner<S> {
         w: &mut Writer<S>,
         events: Events<S::Event>,
         scratch: &Scratch,
-    ) -> Result<(Arc<Versioned<S>>, Option<Arc<Versioned<S>>>)> {
+    ) -> Result<Published<S>> {
         let n = events.len() as u64;
         // Seq u64::MAX is never used (the format reserves it), so the log cannot wrap.
         if w.current.seq.checked_add(n + 1).is_none() {
