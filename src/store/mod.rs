@@ -342,6 +342,10 @@ impl<S: State> Store<S> {
     /// [`SyncPolicy::Always`] a thread sees its own appends here once they return.
     /// Under [`SyncPolicy::Never`] it advances only with [`Store::sync`].
     ///
+    /// Two calls are not ordered with each other: while a group commit's appenders
+    /// are storing their versions, a call may return an older durable version than a
+    /// call just before it (both at most [`Store::durable_seq`]).
+    ///
     /// ```
     /// # use serde::{Deserialize, Serialize};
     /// # #[derive(Clone, Default, Serialize, Deserialize)]
