@@ -44,6 +44,23 @@ fn append_never(c: &mut Criterion) {
         });
         store.close().unwrap();
     }
+    // The baseline's own plain state, stored in snapwal.
+    for (label, n) in [("plain_100", 100u32), ("plain_10k", 10_000)] {
+        let store = filled_plain_store(&tmp.path().join(label), n, 100, never());
+        let mut gen = Gen(42);
+        let mut i = 0;
+        g.bench_function(label, |b| {
+            b.iter_batched(
+                || {
+                    i += 1;
+                    gen.event(n, i)
+                },
+                |e| store.append(&e).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        store.close().unwrap();
+    }
     let base = Baseline::filled(&tmp.path().join("baseline"), 10_000, 100);
     let mut gen = Gen(42);
     let mut i = 0;
@@ -197,6 +214,11 @@ fn main() {
         "append (Never) mutex baseline / snapwal at 10k pipelines",
         ("append_never", "baseline_10k"),
         ("append_never", "snapwal_10k"),
+    );
+    print_ratio(
+        "append (Never) mutex baseline / snapwal plain state at 10k pipelines",
+        ("append_never", "baseline_10k"),
+        ("append_never", "plain_10k"),
     );
     print_ratio(
         "append (Never) snapwal 10k / 100 pipelines",

@@ -42,17 +42,19 @@ pub type Seq = u64;
 
 /// The application's state, changed only by applying events.
 ///
-/// snapwal clones the state once per published append (or once per
-/// [`Store::append_batch`](crate::Store::append_batch)) and applies the events to the clone, so that readers and
-/// checkpoints keep the version they hold. Make `Clone` cheap by sharing structure:
-/// persistent collections (`imbl` with its `serde` feature, `rpds`) or an `Arc` per
-/// entry mean a clone copies only pointers and the writer copies only what it touches
-/// (serde serializes an `Arc<T>` only with its `rc` feature: `serde = { version = "1",
-/// features = ["derive", "rc"] }`). A state that deep-copies
-/// on `clone` costs O(size) per append; batch appends amortize it.
+/// The store keeps two copies of the state and applies each event in place to the one
+/// no reader holds, then replays it onto the other (see the `store` module docs), so a
+/// plain state of std collections costs about two in-place applies per append, not a
+/// clone, and about twice its size in memory. `clone` runs only when a reader or a
+/// checkpoint still holds the spare copy at the next append (once per checkpoint, for
+/// example): a state of persistent collections (`imbl` with its `serde` feature,
+/// `rpds`) makes that clone copy pointers, and keeps the two copies' memory shared
+/// except for what changed.
 ///
-/// `apply` must be deterministic: recovery replays events through it and must reach
-/// the same state.
+/// `apply` must be deterministic: recovery replays events through it, and the store
+/// applies each event to two copies that must stay equal. Events must decode back to
+/// an equal event (the store keeps decoded copies of the events it logged to replay
+/// them).
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};

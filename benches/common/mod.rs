@@ -39,6 +39,32 @@ pub fn filled_store(dir: &Path, pipelines: u32, history: usize, opts: Options) -
     store
 }
 
+/// Like [`filled_store`], with the baseline's plain state (`BState`) stored as it is.
+pub fn filled_plain_store(
+    dir: &Path,
+    pipelines: u32,
+    history: usize,
+    opts: Options,
+) -> Store<BState> {
+    let store = Store::<BState>::open(dir, opts).expect("open");
+    let mut gen = Gen(7);
+    let mut n = 0;
+    let mut batch = Vec::with_capacity(history);
+    for p in 0..pipelines {
+        for _ in 0..history {
+            n += 1;
+            batch.push(StepDone {
+                pipeline: p,
+                step: gen.step(n),
+            });
+        }
+        store.append_batch(&batch).expect("fill");
+        batch.clear();
+    }
+    store.checkpoint().expect("checkpoint");
+    store
+}
+
 /// Options for benches that measure the writer, not the disk.
 pub fn never() -> Options {
     Options::default().sync(SyncPolicy::Never)

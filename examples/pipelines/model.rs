@@ -153,3 +153,12 @@ impl BState {
         }
     }
 }
+
+/// The baseline's own plain state stored in snapwal as it is (`snapwal (plain state)`):
+/// std collections, no structural sharing.
+impl snapwal::State for BState {
+    type Event = StepDone;
+    fn apply(&mut self, e: &StepDone) {
+        BState::apply(self, e)
+    }
+}

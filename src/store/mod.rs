@@ -8,7 +8,41 @@
 //!   disk. Reads ([`Store::current`]) and checkpoints load the published pointer
 //!   without a lock.
 //! - **I1 Durability**: under [`SyncPolicy::Always`] an append returns after the group
-//!   commit that covers it ([`Wal::sync_through`]).
+//!   commit that covers it ([`Wal::sync_through`]). [`Store::current_durable`] returns
+//!   only versions whose seq was durable when they were stored in `durable_version`
+//!   (after a group commit or a sync covered them); `durable` only grows.
+//!
+//! # How the writer gets a mutable state without a clone per append
+//!
+//! The writer keeps two versions ([`Writer`]): `current`, the one published, and
+//! `spare`, the one published before it, together with the events `current` has and
+//! `spare` has not (`missed`, owned copies decoded from the encoded payloads). An
+//! append takes the spare, checks with `Arc::get_mut` that nothing else holds it,
+//! replays `missed` onto it, applies the new events in place, publishes it with
+//! `ArcSwap::swap`, and keeps the old `current` as the next spare. Each event is thus
+//! applied twice, once to each copy; this is sound because `apply` is deterministic
+//! (the same rule recovery relies on), and `write_path_in_place_stress` checks that
+//! every version readers saw equals the replay of events `1..seq`.
+//!
+//! Why `Arc::get_mut` proves nobody reads the spare: readers get either an `Arc` (a
+//! real strong count) or an arc-swap `Guard`, which may hold a *debt* instead of a
+//! count. `ArcSwap::swap` returns only after `HybridStrategy::wait_for_readers` ran
+//! `Debt::pay_all` on the old pointer, which turns every debt on it (including loads
+//! in progress, through the helping slot) into a strong count. The spare is always a
+//! value `swap` returned, so by the time the writer calls `Arc::get_mut` on it every
+//! guard still alive counts, and `get_mut` succeeds only when there is none.
+//!
+//! When the spare is held (a reader kept a version across two appends, a checkpoint
+//! is writing it, or it is the durable version), the writer lets it go (whoever holds
+//! it last frees it, outside the writer section) and clones `current` instead: the
+//! fallback, one clone per version held across appends, never more. For a state of
+//! persistent collections that clone copies pointers; for a plain std state it is
+//! O(size), on the writer's thread, once per checkpoint (the version a checkpoint
+//! writes) — a spare prepared off the writer's thread would remove it (not done yet).
+//!
+//! Memory: two full copies for a plain state (2x, plus a third while a checkpoint
+//! holds a version); for a structurally shared state one copy plus the paths each
+//! copy touched since they diverged (about 1x).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,6 +61,9 @@ use crate::{Options, Seq, State, SyncPolicy, Versioned};
 
 mod lifecycle;
 mod open;
+mod scratch;
+
+use scratch::Scratch;
 
 pub(crate) use lifecycle::Stop;
 pub use lifecycle::{CloseReport, FinalCheckpointMissed};
@@ -43,15 +80,95 @@ pub(crate) struct Inner<S: State> {
     pub(crate) store_id: u64,
     pub(crate) wal: Wal,
     /// The writer section: the only place appenders serialize. Holds the writer's
-    /// current version; never held across a syscall.
-    pub(crate) writer: Mutex<Arc<Versioned<S>>>,
+    /// versions (see [`Writer`]); never held across a syscall.
+    pub(crate) writer: Mutex<Writer<S>>,
     /// The published version: readers and checkpoints load it without a lock.
     pub(crate) published: ArcSwap<Versioned<S>>,
+    /// The newest version known durable ([`Store::current_durable`]): set after a
+    /// group commit or a sync covers it, never ahead of [`Wal::durable_seq`].
+    pub(crate) durable_version: ArcSwap<Versioned<S>>,
     pub(crate) positions: Positions,
     /// Checkpoint bookkeeping (no-overlap flag, cancel flag, statistics).
     pub(crate) ck: Checkpoints,
     pub(crate) stop: Stop,
     pub(crate) _lock: Box<dyn LockGuard>,
+}
+
+/// The writer's versions: the published one and the spare it will apply the next
+/// append to in place (see the module docs).
+pub(crate) struct Writer<S: State> {
+    /// The version published last (the same `Arc` as `Inner::published`).
+    current: Arc<Versioned<S>>,
+    /// The version published before it, `missed` events behind `current`.
+    spare: Option<Arc<Versioned<S>>>,
+    /// The events applied to `current` and not yet to `spare`, in seq order.
+    missed: Vec<S::Event>,
+}
+
+impl<S: State> Writer<S> {
+    pub(crate) fn new(current: Arc<Versioned<S>>) -> Self {
+        Writer {
+            current,
+            spare: None,
+            missed: Vec::new(),
+        }
+    }
+
+    /// A version equal to `current` that only this thread holds, to apply the next
+    /// events to in place: the spare, caught up with the events it missed, when no
+    /// reader, checkpoint or durable pointer still holds it; otherwise a clone of
+    /// `current` (the fallback). The second value is a version the writer let go of
+    /// (to drop outside the writer section).
+    fn take_free_version(&mut self) -> (Arc<Versioned<S>>, Option<Arc<Versioned<S>>>) {
+        let missed = std::mem::take(&mut self.missed);
+        if let Some(mut spare) = self.spare.take() {
+            if let Some(v) = Arc::get_mut(&mut spare) {
+                // A panic in `apply` here drops the half-caught-up spare; `missed` is
+                // already empty and the next append falls back to a clone.
+                for e in &missed {
+                    v.state.apply(e);
+                }
+                v.seq = self.current.seq;
+                return (spare, None);
+            }
+            // Held elsewhere: let it go; whoever holds it last frees it.
+            return (Arc::new(Versioned::clone(&self.current)), Some(spare));
+        }
+        (Arc::new(Versioned::clone(&self.current)), None)
+    }
+}
+
+/// The version an append published, and a version the writer let go of (to drop
+/// after leaving the writer section).
+type Published<S> = (Arc<Versioned<S>>, Option<Arc<Versioned<S>>>);
+
+/// The events of one append, owned (the writer keeps them to replay onto its spare):
+/// decoded copies of a batch borrowed from the caller, or the one event `append_with`
+/// was given.
+enum Events<E> {
+    Owned(Vec<E>),
+    One(E),
+}
+
+impl<E> Events<E> {
+    fn len(&self) -> usize {
+        match self {
+            Events::Owned(v) => v.len(),
+            Events::One(_) => 1,
+        }
+    }
+    fn iter(&self) -> std::slice::Iter<'_, E> {
+        match self {
+            Events::Owned(v) => v.iter(),
+            Events::One(e) => std::slice::from_ref(e).iter(),
+        }
+    }
+    fn into_owned(self) -> Vec<E> {
+        match self {
+            Events::Owned(v) => v,
+            Events::One(e) => vec![e],
+        }
+    }
 }
 
 /// A crash-safe state store. See the [crate docs](crate) for an overview.
@@ -88,67 +205,176 @@ impl<S: State> Store<S> {
 
     /// Appends events as consecutive records and publishes once, after the last.
     /// Returns the seq of the last event (the current seq if `events` is empty).
-    /// Cheaper per event than [`Store::append`]: one state clone, one publication and
-    /// (under `Always`) one sync for the whole batch.
+    /// Cheaper per event than [`Store::append`]: one publication and (under `Always`)
+    /// one sync for the whole batch.
     pub fn append_batch(&self, events: &[S::Event]) -> Result<Seq> {
         let inner = &*self.inner;
         inner.wal.check_writable()?;
         if events.is_empty() {
             return Ok(inner.published.load().seq);
         }
-        // Encode outside the writer section.
-        let mut payloads = Vec::with_capacity(events.len());
-        for e in events {
-            let p = postcard::to_allocvec(e).map_err(Error::Encode)?;
-            if p.len() > u32::MAX as usize - crate::format::FRAME_HEADER_LEN {
-                return Err(Error::TooLarge { bytes: p.len() });
-            }
-            let crc = crc32c::crc32c(&p);
-            payloads.push((p, crc));
-        }
-        // Back-pressure (I9): wait for room in the WAL's staging bound before the
-        // writer section, so no appender waits on the disk while holding it.
-        let bytes = payloads
+        let mut scratch = Scratch::take();
+        // Encode outside the writer section, into this thread's reused buffer.
+        let encoded = events
             .iter()
-            .map(|(p, _)| crate::format::frame_len(p.len()) as u64)
-            .sum();
-        inner.wal.wait_for_room(bytes)?;
-        let last = {
+            .try_for_each(|e| scratch.encode(e))
+            .and_then(|()| scratch.decode::<S::Event>())
+            .and_then(|owned| {
+                // Back-pressure (I9): wait for room in the WAL's staging bound before
+                // the writer section, so no appender waits on the disk while holding it.
+                inner.wal.wait_for_room(scratch.frame_bytes())?;
+                let mut w = lock(&inner.writer);
+                let done = inner.publish_locked(&mut w, Events::Owned(owned), &scratch);
+                drop(w);
+                done
+            });
+        scratch.put_back();
+        let (version, released) = encoded?;
+        drop(released);
+        let last = version.seq;
+        // The version is dropped here, outside the writer section: if it was the last
+        // reference to the previous state, freeing it costs no other appender anything.
+        inner.finish(version).map(|_| last)
+    }
+
+    /// Decides the event from the current state and appends it, atomically: no other
+    /// append lands between the state `decide` sees and the event it returns. This is
+    /// the check-then-act a `Mutex<State>` gave (a balance check, then a withdrawal),
+    /// without a lock of the user's own.
+    ///
+    /// `decide` runs **inside the writer section**, where every appender serializes:
+    /// keep it short by contract (read the state, return an event; no I/O, no waiting,
+    /// no call back into this store, which would deadlock). It returns:
+    ///
+    /// - `Ok(Some(event))`: the event is logged, applied and published; the call returns
+    ///   `Ok(Ok(version))`, the version that event produced (so "the new balance" is not
+    ///   a second, racy read);
+    /// - `Ok(None)`: nothing is appended; the call returns `Ok(Ok(version))` with the
+    ///   current version, the one `decide` saw;
+    /// - `Err(e)`: nothing is appended; the call returns `Ok(Err(e))`.
+    ///
+    /// The outer `Result` carries the store's own errors (a failed log, an event too
+    /// large to frame). Durability is the same as [`Store::append`]'s: under
+    /// [`SyncPolicy::Always`] the event is durable when this returns.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use snapwal::{Options, State, Store};
+    ///
+    /// #[derive(Clone, Default, Serialize, Deserialize)]
+    /// struct Wallet { balance: u64 }
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// enum Op { Deposit(u64), Withdraw(u64) }
+    ///
+    /// impl State for Wallet {
+    ///     type Event = Op;
+    ///     fn apply(&mut self, op: &Op) {
+    ///         match op {
+    ///             Op::Deposit(n) => self.balance += n,
+    ///             Op::Withdraw(n) => self.balance -= n,
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> snapwal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::<Wallet>::open(dir.path(), Options::default())?;
+    /// store.append(&Op::Deposit(10))?;
+    /// let withdraw = |amount: u64| {
+    ///     store.append_with(|w: &Wallet| {
+    ///         if w.balance >= amount { Ok(Some(Op::Withdraw(amount))) } else { Err("insufficient funds") }
+    ///     })
+    /// };
+    /// assert_eq!(withdraw(7)?.map(|v| v.balance), Ok(3));
+    /// assert_eq!(withdraw(7)?.map(|v| v.balance), Err("insufficient funds"));
+    /// # store.close()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn append_with<E>(
+        &self,
+        decide: impl FnOnce(&S) -> std::result::Result<Option<S::Event>, E>,
+    ) -> Result<std::result::Result<Arc<Versioned<S>>, E>> {
+        let inner = &*self.inner;
+        inner.wal.check_writable()?;
+        // The event is not known yet: wait only if staging is already past its bound.
+        inner.wal.wait_for_room(0)?;
+        let mut scratch = Scratch::take();
+        let produced = {
             let mut w = lock(&inner.writer);
-            // Seq u64::MAX is never used (the format reserves it), so the log cannot wrap.
-            if w.seq.checked_add(events.len() as u64 + 1).is_none() {
-                return Err(Error::SeqExhausted);
+            match decide(&w.current.state) {
+                Err(e) => Ok(Err(e)),
+                Ok(None) => Ok(Ok((Arc::clone(&w.current), None))),
+                Ok(Some(event)) => scratch
+                    .encode(&event)
+                    .and_then(|()| inner.publish_locked(&mut w, Events::One(event), &scratch))
+                    .map(Ok),
             }
-            // Apply first: if `apply` panics, nothing has been logged or published.
-            let mut state = w.state.clone();
-            for e in events {
-                state.apply(e);
-            }
-            let first = inner
-                .wal
-                .stage(payloads.iter().map(|(p, c)| (p.as_slice(), *c)));
-            let last = first + events.len() as u64 - 1;
-            let next = Arc::new(Versioned { seq: last, state });
-            inner.published.store(Arc::clone(&next));
-            let previous = std::mem::replace(&mut *w, next);
-            drop(w);
-            // Freeing the previous version (if nobody else holds it) happens outside
-            // the writer section.
-            drop(previous);
-            last
         };
-        match inner.options.sync {
-            SyncPolicy::Always => inner.wal.sync_through(last).map(|_| last),
-            _ => inner.wal.write_through(last).map(|()| last),
+        scratch.put_back();
+        match produced? {
+            Err(e) => Ok(Err(e)),
+            Ok((version, released)) => {
+                drop(released);
+                inner.finish(Arc::clone(&version))?;
+                Ok(Ok(version))
+            }
         }
     }
 
     /// The current state and its seq, without taking any lock.
     ///
     /// A thread sees its own appends; a checkpoint taken from this value is exactly
-    /// the state after `seq`.
+    /// the state after `seq`. The version may not be durable yet (under
+    /// [`SyncPolicy::Always`] another thread's append is visible here before its
+    /// `fdatasync` returns): use [`Store::current_durable`] for a state that a crash
+    /// cannot take back.
     pub fn current(&self) -> Arc<Versioned<S>> {
         self.inner.published.load_full()
+    }
+
+    /// The newest version whose seq is durable (at most [`Store::durable_seq`]), without
+    /// taking any lock: a state that a crash cannot take back.
+    ///
+    /// It is the current version when that is durable; otherwise the version the last
+    /// group commit (or [`Store::sync`], or the interval sync) made durable. Under
+    /// [`SyncPolicy::Always`] a thread sees its own appends here once they return.
+    /// Under [`SyncPolicy::Never`] it advances only with [`Store::sync`].
+    ///
+    /// Two calls are not ordered with each other: while a group commit's appenders
+    /// are storing their versions, a call may return an older durable version than a
+    /// call just before it (both at most [`Store::durable_seq`]).
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Clone, Default, Serialize, Deserialize)]
+    /// # struct Counter { total: i64 }
+    /// # impl snapwal::State for Counter {
+    /// #     type Event = i64;
+    /// #     fn apply(&mut self, n: &i64) { self.total += n }
+    /// # }
+    /// use snapwal::{Options, Store, SyncPolicy};
+    /// # fn main() -> snapwal::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::<Counter>::open(dir.path(), Options::default().sync(SyncPolicy::Always))?;
+    /// store.append(&5)?;
+    /// let v = store.current_durable();
+    /// assert!(v.seq() <= store.durable_seq());
+    /// assert_eq!(v.total, 5);
+    /// # store.close()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn current_durable(&self) -> Arc<Versioned<S>> {
+        let inner = &*self.inner;
+        let v = inner.published.load();
+        // `durable` only grows, so a seq durable now stays durable.
+        if v.seq <= inner.wal.durable_seq() {
+            return arc_swap::Guard::into_inner(v);
+        }
+        drop(v);
+        inner.durable_version.load_full()
     }
 
     /// The seq of the current state.
@@ -163,7 +389,7 @@ impl<S: State> Store<S> {
 
     /// Makes everything appended so far durable; returns the durable seq.
     pub fn sync(&self) -> Result<Seq> {
-        self.inner.wal.sync_all()
+        self.inner.sync_all()
     }
 
     /// The position cell named `name` (created at the default position if new).
@@ -197,6 +423,80 @@ impl<S: State> Store<S> {
 }
 
 impl<S: State> Inner<S> {
+    /// The writer section's work once the events are encoded in `scratch`: assign
+    /// seqs, stage the frames, apply, publish. Returns the version published and what
+    /// the caller must drop *after* leaving the writer section (a version the writer
+    /// let go of, so that freeing it never runs inside the section).
+    fn publish_locked(
+        &self,
+        w: &mut Writer<S>,
+        events: Events<S::Event>,
+        scratch: &Scratch,
+    ) -> Result<Published<S>> {
+        let n = events.len() as u64;
+        // Seq u64::MAX is never used (the format reserves it), so the log cannot wrap.
+        if w.current.seq.checked_add(n + 1).is_none() {
+            return Err(Error::SeqExhausted);
+        }
+        let (mut next, released) = w.take_free_version();
+        // `take_free_version` returns a version only this thread holds, so this never
+        // clones.
+        let v = Arc::make_mut(&mut next);
+        // Apply first: if `apply` panics, nothing has been logged or published (the
+        // version being built is dropped; the current one is untouched).
+        for e in events.iter() {
+            v.state.apply(e);
+        }
+        let first = self.wal.stage(scratch.frames());
+        v.seq = first + n - 1;
+        // `swap` returns only once arc-swap has paid every debt on the old pointer
+        // (`HybridStrategy::wait_for_readers` -> `Debt::pay_all`): from then on every
+        // outstanding `Guard` of the old version holds a real strong count, so the
+        // `Arc::get_mut` in `take_free_version` succeeds only when nobody reads it.
+        let old = self.published.swap(Arc::clone(&next));
+        drop(std::mem::replace(&mut w.current, next));
+        w.spare = Some(old);
+        w.missed = events.into_owned();
+        Ok((Arc::clone(&w.current), released))
+    }
+
+    /// Durability per the sync policy for `version`, just published; under `Always`
+    /// also makes it the durable version.
+    fn finish(&self, version: Arc<Versioned<S>>) -> Result<Seq> {
+        let last = version.seq;
+        match self.options.sync {
+            SyncPolicy::Always => {
+                let durable = self.wal.sync_through(last)?;
+                self.publish_durable(version);
+                Ok(durable)
+            }
+            _ => self.wal.write_through(last).map(|()| last),
+        }
+    }
+
+    /// Makes everything published so far durable and publishes it as the durable
+    /// version.
+    pub(crate) fn sync_all(&self) -> Result<Seq> {
+        // Load before syncing: everything published was staged first, so the sync
+        // covers this version's seq.
+        let version = self.published.load_full();
+        let durable = self.wal.sync_all()?;
+        self.publish_durable(version);
+        Ok(durable)
+    }
+
+    /// Publishes `version` (whose seq is durable) as the durable version unless a newer
+    /// one is already there. O(1): one pointer swap, never a state copy.
+    fn publish_durable(&self, version: Arc<Versioned<S>>) {
+        debug_assert!(version.seq <= self.wal.durable_seq());
+        let mut version = Some(version);
+        self.durable_version.rcu(|old| match &version {
+            Some(v) if v.seq > old.seq => Arc::clone(v),
+            _ => Arc::clone(old),
+        });
+        version.take();
+    }
+
     /// What a checkpoint of this store reads and writes.
     fn source(&self) -> Source<'_, S> {
         Source {

@@ -246,7 +246,8 @@ impl<S: State> Store<S> {
             pos_dir,
             store_id,
             wal,
-            writer: Mutex::new(Arc::clone(&current)),
+            writer: Mutex::new(super::Writer::new(Arc::clone(&current))),
+            durable_version: ArcSwap::new(Arc::clone(&current)),
             published: ArcSwap::new(current),
             positions: Positions::from_saved(saved_positions.clone()),
             ck: Checkpoints::new(snap_seq, saved_positions, records.next_generation),
@@ -262,7 +263,7 @@ impl<S: State> Store<S> {
         if let SyncPolicy::Interval(every) = store.inner.options.sync {
             store.spawn("snapwal-sync", move |inner: &Inner<S>| {
                 while !inner.stop.wait(every) {
-                    if let Err(e) = inner.wal.sync_all() {
+                    if let Err(e) = inner.sync_all() {
                         tracing::error!(error = %e, "interval sync failed");
                     }
                 }
