@@ -12,6 +12,7 @@
 //! `install_snapshot` validates received bytes with the same checks as a file at open
 //! (magic, version, header and body CRC32C, no trailing bytes).
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -41,11 +42,11 @@ pub trait App<C: RaftTypeConfig>:
 
 /// Responses produced by `apply`, handed back to the caller of
 /// [`RaftStateMachine::apply`]. Shared by every clone of a state; never serialized.
-struct Sink<R>(Arc<Mutex<Vec<R>>>);
+struct Sink<R>(Arc<Mutex<BTreeMap<u64, R>>>);
 
 impl<R> Default for Sink<R> {
     fn default() -> Self {
-        Sink(Arc::new(Mutex::new(Vec::new())))
+        Sink(Arc::new(Mutex::new(BTreeMap::new())))
     }
 }
 
@@ -55,12 +56,29 @@ impl<R> Clone for Sink<R> {
     }
 }
 
+/// Responses by log index. The store may apply an event more than once (it keeps two
+/// versions of the state and replays onto the one readers gave back), and `apply` is
+/// deterministic, so a replay writes the same response under the same index.
 impl<R> Sink<R> {
-    fn push(&self, r: R) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    fn push(&self, index: u64, r: R) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(index, r);
     }
-    fn take(&self) -> Vec<R> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    /// The responses of indices `first..=last`, in order; forgets everything up to
+    /// `last` (replays of older entries included).
+    fn take(&self, first: u64, last: u64) -> Vec<R> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let rest = map.split_off(&last.saturating_add(1));
+        let upto = std::mem::replace(&mut *map, rest);
+        upto.into_iter()
+            .filter(|(i, _)| *i >= first)
+            .map(|(_, r)| r)
+            .collect()
+    }
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 
@@ -140,7 +158,7 @@ where
                             self.app.no_op_response(&e.log_id)
                         }
                     };
-                    self.sink.push(r);
+                    self.sink.push(e.log_id.index, r);
                 }
             }
             SmEvent::Install(state) => {
@@ -296,7 +314,7 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> StateMachine<C, A> {
         // Every clone of the state shares the sink of the state recovered at open;
         // the responses of replayed events are dropped.
         let sink = store.current().state().sink.clone();
-        drop(sink.take());
+        sink.clear();
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 store,
@@ -322,9 +340,10 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> StateMachine<C, A> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        drop(self.shared.sink.take());
+        let first = entries.first().map_or(0, |e| e.log_id.index);
+        let last = entries.last().map_or(0, |e| e.log_id.index);
         self.shared.store.append(&SmEvent::Apply(entries))?;
-        let responses = self.shared.sink.take();
+        let responses = self.shared.sink.take(first, last);
         if responses.len() != n {
             return Err(Error::StateMachine(format!(
                 "apply produced {} responses for {n} entries",
