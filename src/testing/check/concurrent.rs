@@ -98,8 +98,10 @@ pub struct Concurrent {
     pub sync: SyncPolicy,
     /// Appending threads.
     pub appenders: u32,
-    /// Events each appender appends; every 8th append is followed by a `sync`.
+    /// Events each appender appends.
     pub appends: u32,
+    /// Each appender calls `sync` after every `sync_every`-th append (0: never).
+    pub sync_every: u32,
     /// Checkpoints the checkpointing thread takes, back to back (0: no such thread).
     pub checkpoints: u32,
     /// Events the position updater appends (setting the position after each).
@@ -115,13 +117,14 @@ pub struct Concurrent {
 }
 
 impl Default for Concurrent {
-    /// Two appenders of 12 events under `Never`, 4 checkpoints, 6 position updates,
-    /// a final checkpoint.
+    /// Two appenders of 12 events under `Never`, each syncing after every 8th, 4
+    /// checkpoints, 6 position updates, a final checkpoint.
     fn default() -> Self {
         Concurrent {
             sync: SyncPolicy::Never,
             appenders: 2,
             appends: 12,
+            sync_every: 8,
             checkpoints: 4,
             position_updates: 6,
             periodic: None,
@@ -473,6 +476,15 @@ impl ConcurrentChecker {
                 return note(stopped(fs, "start_checkpointer", e));
             }
         }
+        for a in 0..w.appenders {
+            sched.expect(1 + u64::from(a));
+        }
+        if w.checkpoints > 0 {
+            sched.expect(u64::from(CHECKPOINT_ACTOR));
+        }
+        if w.position_updates > 0 {
+            sched.expect(u64::from(POSITION_ACTOR));
+        }
         drop(main);
         let always = w.sync == SyncPolicy::Always;
         std::thread::scope(|s| {
@@ -487,7 +499,7 @@ impl ConcurrentChecker {
                             Err(e) => return note(stopped(fs, "append", e)),
                         }
                         ack(store.durable_seq());
-                        if n % 8 == 7 {
+                        if w.sync_every > 0 && n % w.sync_every == w.sync_every - 1 {
                             match store.sync() {
                                 Ok(seq) => ack(seq),
                                 Err(e) => return note(stopped(fs, "sync", e)),

@@ -187,6 +187,17 @@ impl Scheduler {
         }
     }
 
+    /// Announces actor `key` before its thread starts (call it on the spawning thread):
+    /// until the thread registers with [`Scheduler::actor`] (or the grace passes), the
+    /// scheduler waits for it as for a running thread, so that the first actor started
+    /// does not run alone.
+    pub fn expect(&self, key: u64) {
+        let key = key.min(UNREGISTERED - 1);
+        let mut st = lock(&self.state);
+        st.known.entry(key).or_insert(Known { tid: None });
+        bump(&mut st);
+    }
+
     /// The keys of the threads admitted, in order (actors by their key, other threads
     /// from 2^32 in the order they first made a call).
     pub fn trace(&self) -> Vec<u64> {
