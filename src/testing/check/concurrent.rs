@@ -355,19 +355,25 @@ impl ConcurrentChecker {
         seed: u64,
         crash_point: Option<u64>,
         choices: &Choices,
-    ) -> Result<(), ConcurrentFailure> {
+    ) -> Result<(), Box<ConcurrentFailure>> {
         let run = self.run_workload(seed, crash_point);
         let problem = match crash_point {
             None => self.crash_free_problem(&run),
             Some(_) => run.problem.clone(),
         };
         if let Some(what) = problem {
-            return Err(self.failure(seed, crash_point, &run, Vec::new(), what));
+            return Err(Box::new(self.failure(
+                seed,
+                crash_point,
+                &run,
+                Vec::new(),
+                what,
+            )));
         }
         let (image, bits) = run.fs.crash_image(choices);
         self.check_image(image, &run)
             .map(drop)
-            .map_err(|what| self.failure(seed, crash_point, &run, bits, what))
+            .map_err(|what| Box::new(self.failure(seed, crash_point, &run, bits, what)))
     }
 
     fn failure(
