@@ -91,7 +91,7 @@ pub const RECOVERY_ACTOR: u32 = 300;
 pub const CHECKPOINT_ACTOR: u32 = 100;
 
 /// A concurrent workload: the actors and the store options. See the
-/// [module docs](self).
+/// [module docs](crate::testing::check).
 #[derive(Debug, Clone)]
 pub struct Concurrent {
     /// The sync policy (`Interval` runs the store's real sync thread).
@@ -224,7 +224,7 @@ impl fmt::Display for ConcurrentReport {
 }
 
 /// Runs a [`Concurrent`] workload over many seeds and crash points. See the
-/// [module docs](self).
+/// [module docs](crate::testing::check).
 #[derive(Debug, Clone)]
 pub struct ConcurrentChecker {
     workload: Concurrent,

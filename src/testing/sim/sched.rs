@@ -73,7 +73,7 @@ struct State {
     grace_decisions: u64,
 }
 
-/// The deterministic scheduler. See the [module docs](self).
+/// The deterministic scheduler. See the [module docs](crate::testing::sim).
 #[derive(Debug)]
 pub struct Scheduler {
     id: u64,
