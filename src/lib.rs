@@ -6,6 +6,18 @@
     allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+/// A planted bug's switch (`crate::testing::mutation`); always `false` without the
+/// `testing` feature.
+macro_rules! mutant {
+    ($m:ident) => {{
+        #[cfg(feature = "testing")]
+        let on = $crate::testing::mutation::active($crate::testing::mutation::Mutation::$m);
+        #[cfg(not(feature = "testing"))]
+        let on = false;
+        on
+    }};
+}
+
 pub mod checkpoint;
 pub mod error;
 pub mod format;

@@ -198,6 +198,10 @@ fn install(fs: &dyn Fs, dir: &Path, temp: &Path, path: &Path, store_id: u64) -> 
     for _ in 0..INSTALL_ATTEMPTS {
         match fs.rename_noreplace(temp, path) {
             Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && mutant!(ReplaceOnInstall) => {
+                let _ = fs.remove_file(path);
+                continue;
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io("rename snapshot", path, e)),
         }

@@ -406,6 +406,11 @@ impl Checkpoints {
         let moved = *lock(&self.saved) != positions;
         if v.seq() > prev {
             src.wal.sync_through(v.seq())?;
+            let positions = if mutant!(PositionsAfterLoad) {
+                src.positions.save()
+            } else {
+                positions
+            };
             let written = snapshot::write_cancellable(
                 src.fs,
                 src.snap_dir,

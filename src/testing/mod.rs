@@ -8,6 +8,7 @@
 //!   contract (I1 durability, I2 prefix) with your own state type.
 //! - [`fuzz`]: the bodies of snapwal's cargo-fuzz targets, as plain functions of the
 //!   fuzzer's bytes (the targets in `fuzz/` and `tests/fuzz_replay.rs` call them).
+//! - [`mutation`]: planted bugs, switched on one at a time, for the mutation score.
 //!
 //! ```toml
 //! [dev-dependencies]
@@ -16,4 +17,5 @@
 
 pub mod check;
 pub mod fuzz;
+pub mod mutation;
 pub mod sim;

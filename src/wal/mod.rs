@@ -405,6 +405,9 @@ impl Wal {
                 self.written.load(Ordering::Acquire),
             )
         };
+        if mutant!(AckBeforeSync) {
+            self.durable.fetch_max(written, Ordering::AcqRel);
+        }
         self.sync_files(&files, dir_dirty)?;
         // Another thread's failure may have been reported by the OS to it alone.
         self.check_writable()?;
@@ -516,7 +519,11 @@ impl Wal {
     fn create_segment(&self, first: Seq) -> Result<Arc<dyn FsFile>> {
         {
             // Without a deadline `lock_disk` always returns `Some`.
-            let _disk = self.lock_disk(None)?;
+            let _disk = if mutant!(RotationRace) {
+                None
+            } else {
+                self.lock_disk(None)?
+            };
             let (files, dir_dirty) = {
                 let mut io = lock(&self.io);
                 (
@@ -549,8 +556,10 @@ impl Wal {
         let segments = list_segments(self.fs.as_ref(), &self.dir)?;
         let mut out = Vec::new();
         for pair in segments.windows(2) {
-            if let [(_, path), (next_first, _)] = pair {
-                if next_first.saturating_sub(1) <= through {
+            if let [(first, path), (next_first, _)] = pair {
+                if next_first.saturating_sub(1) <= through
+                    || (mutant!(PurgeOneTooMany) && *first <= through.saturating_add(1))
+                {
                     out.push((path.clone(), self.fs.remove_file(path)));
                 }
             }

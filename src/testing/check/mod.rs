@@ -49,9 +49,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod bytes;
+mod concurrent;
 mod workload;
 
 pub use bytes::{check_from_bytes, crash_recovery_from_bytes, FUZZ_MAX_OPS};
+pub use concurrent::{
+    entry, Concurrent, ConcurrentChecker, ConcurrentFailure, ConcurrentReport, Entry, Ledger,
+    CHECKPOINT_ACTOR, POSITION_ACTOR, RECOVERY_ACTOR,
+};
 pub use workload::{tick, Op, Tally, Tick, Workload};
 
 use crate::testing::sim::{is_crash, Choices, Rng, SimFs};

@@ -113,10 +113,12 @@ use std::sync::{Arc, Mutex};
 mod crash;
 mod fault;
 mod model;
+mod sched;
 
 pub use crash::Choices;
 pub use fault::{is_crash, Call, Crashed, Fault, FaultError, OpKind, Rng};
 pub use model::{MAX_FILE_BYTES, SECTOR};
+pub use sched::{ActorGuard, Scheduler};
 
 use crate::fs::Fs;
 use crate::util::lock;
@@ -128,6 +130,7 @@ use model::{norm, Inner, Node};
 /// build images).
 pub struct SimFs {
     inner: Arc<Mutex<Inner>>,
+    sched: std::sync::OnceLock<Arc<Scheduler>>,
 }
 
 impl fmt::Debug for SimFs {
@@ -148,12 +151,14 @@ impl SimFs {
     pub fn new(seed: u64) -> Self {
         SimFs {
             inner: Arc::new(Mutex::new(Inner::new(seed))),
+            sched: std::sync::OnceLock::new(),
         }
     }
 
     fn from_inner(inner: Inner) -> Self {
         SimFs {
             inner: Arc::new(Mutex::new(inner)),
+            sched: std::sync::OnceLock::new(),
         }
     }
 
@@ -245,9 +250,25 @@ impl SimFs {
             .collect()
     }
 
-    fn enter(&self, op: OpKind, path: &Path) -> io::Result<std::sync::MutexGuard<'_, Inner>> {
+    /// Makes every later call wait for its turn at `sched` (see [`Scheduler`]). Set it
+    /// before the first call; a second scheduler is ignored (returns `false`). Files
+    /// opened before keep running unscheduled. Crash images have no scheduler.
+    pub fn set_scheduler(&self, sched: Arc<Scheduler>) -> bool {
+        self.sched.set(sched).is_ok()
+    }
+
+    fn enter(&self, op: OpKind, path: &Path) -> io::Result<model::Entered<'_>> {
+        let call = gate(self.sched.get(), &self.inner);
         let mut g = lock(&self.inner);
         g.enter(op, path)?;
-        Ok(g)
+        Ok(model::Entered { g, _call: call })
+    }
+}
+
+/// Waits for this thread's turn at `sched`, unless the file system has crashed.
+fn gate<'a>(sched: Option<&'a Arc<Scheduler>>, inner: &Mutex<Inner>) -> sched::CallGuard<'a> {
+    match sched {
+        Some(s) if !lock(inner).crashed => s.gate(),
+        _ => sched::CallGuard::none(),
     }
 }

@@ -98,6 +98,26 @@ pub(super) struct Inner {
     pub(super) next_lock: u64,
 }
 
+/// A call admitted by the scheduler (if any), with the model locked. The model is
+/// unlocked before the scheduler hears that the call ended.
+pub(super) struct Entered<'a> {
+    pub(super) g: std::sync::MutexGuard<'a, Inner>,
+    pub(super) _call: super::sched::CallGuard<'a>,
+}
+
+impl std::ops::Deref for Entered<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.g
+    }
+}
+
+impl std::ops::DerefMut for Entered<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.g
+    }
+}
+
 const ROOT_INO: u64 = 0;
 
 fn root() -> PathBuf {
@@ -299,6 +319,7 @@ impl Fs for SimFs {
         let ino = g.link_new(&p, Node::File(FileData::default()))?;
         Ok(Box::new(SimFile {
             fs: Arc::clone(&self.inner),
+            sched: self.sched.get().cloned(),
             ino,
             path: p,
         }))
@@ -310,6 +331,7 @@ impl Fs for SimFs {
         match g.node(&p) {
             Some((ino, Node::File(_))) => Ok(Box::new(SimFile {
                 fs: Arc::clone(&self.inner),
+                sched: self.sched.get().cloned(),
                 ino,
                 path: p,
             })),
@@ -423,6 +445,9 @@ impl Fs for SimFs {
         if !g.is_dir(&d) {
             return Err(not_found(&d));
         }
+        if crate::testing::mutation::active(crate::testing::mutation::Mutation::SkipDirSync) {
+            return Ok(());
+        }
         let ops = std::mem::take(&mut g.dir_ops);
         let (now, later): (Vec<DirOp>, Vec<DirOp>) = ops.into_iter().partition(|op| op.dir == d);
         for op in &now {
@@ -463,6 +488,7 @@ impl Fs for SimFs {
 
 struct SimFile {
     fs: Arc<Mutex<Inner>>,
+    sched: Option<Arc<super::Scheduler>>,
     ino: u64,
     path: PathBuf,
 }
@@ -482,6 +508,7 @@ impl SimFile {
         op: OpKind,
         body: impl FnOnce(&mut FileData) -> io::Result<()>,
     ) -> io::Result<()> {
+        let _call = super::gate(self.sched.as_ref(), &self.fs);
         let mut g = lock(&self.fs);
         g.enter(op, &self.path)?;
         body(g.file_mut(self.ino)?)
@@ -506,6 +533,9 @@ impl FsFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.with(OpKind::SyncData, |f| {
+            if crate::testing::mutation::active(crate::testing::mutation::Mutation::LyingSync) {
+                return Ok(());
+            }
             f.durable = f.visible.clone();
             f.pending.clear();
             Ok(())

@@ -1,0 +1,635 @@
+//! Concurrent workloads, deterministically scheduled, crashed at any call.
+//!
+//! A [`Concurrent`] workload runs several actors at once on real threads: appenders,
+//! a thread that takes checkpoints, a position updater (it appends an event and then
+//! sets the position `src` to that event's seq), and optionally the store's own
+//! background threads (the `Interval` sync thread, a periodic checkpointer), then
+//! `close` (with or without a final checkpoint) while those background threads run.
+//! The [`SimFs`] gets a [`Scheduler`] that admits one thread at a time at each
+//! file-system call, chosen from the seed, so each seed is one interleaving (see the
+//! scheduler's docs for what may still depend on the clock).
+//!
+//! [`ConcurrentChecker::run`] takes each seed, runs it once without a crash (which
+//! counts its calls and checks the crash-free result), then reruns the same seed
+//! crashing before a sample of its calls, and checks several crash images of each:
+//!
+//! 1. **Recovery succeeds**, and the recovered events are exactly the first `k`
+//!    events in the order the store gave them seqs (I2: the [`Ledger`] state lists
+//!    every event, so a gap, a reorder or a double application shows), with
+//!    `acknowledged <= k` (I1). *Acknowledged* is the highest seq the store promised
+//!    durable before the crash: an `Always` append that returned, a `sync`, a
+//!    checkpoint, `close`, or [`Store::durable_seq`] after any of them.
+//! 2. **Positions never run ahead** (I10): every restored position is at most `k`.
+//! 3. **The store is usable**: one more event appends as `k + 1`, `close` succeeds,
+//!    and a reopen shows it.
+//!
+//! ```
+//! use snapwal::testing::check::{Concurrent, ConcurrentChecker};
+//! let report = ConcurrentChecker::new(Concurrent::default())
+//!     .seeds(0..1)
+//!     .crash_points(2)
+//!     .random_images(1)
+//!     .run();
+//! assert!(report.failures.is_empty(), "{report}");
+//! ```
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{panic_message, stopped, STORE_DIR};
+use crate::testing::sim::{Choices, Rng, Scheduler, SimFs};
+use crate::util::lock;
+use crate::{
+    CheckpointOutcome, CheckpointerConfig, CloseOptions, Options, Position, State, Store,
+    SyncPolicy,
+};
+
+/// The state of concurrent checks: every event id, in seq order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// The ids of the events applied, in order.
+    pub events: Vec<u64>,
+}
+
+/// An event of [`Ledger`]: an id (actor in the high 32 bits, its counter in the low)
+/// and 64 to 319 bytes of padding, so that 4 KiB segments rotate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// `actor << 32 | n`.
+    pub id: u64,
+    /// Padding.
+    pub pad: Vec<u8>,
+}
+
+impl State for Ledger {
+    type Event = Entry;
+    fn apply(&mut self, e: &Entry) {
+        self.events.push(e.id);
+    }
+}
+
+/// The `n`-th event of `actor`.
+pub fn entry(actor: u32, n: u32) -> Entry {
+    let id = u64::from(actor) << 32 | u64::from(n);
+    let len = 64 + (id.wrapping_mul(0x9E37_79B9) % 256) as usize;
+    Entry {
+        id,
+        pad: vec![(id % 251) as u8; len],
+    }
+}
+
+/// The actor number of the position updater (appenders are `0..appenders`).
+pub const POSITION_ACTOR: u32 = 200;
+/// The actor number of the event appended after recovery.
+pub const RECOVERY_ACTOR: u32 = 300;
+/// The actor number of the checkpointing thread (it appends nothing).
+pub const CHECKPOINT_ACTOR: u32 = 100;
+
+/// A concurrent workload: the actors and the store options. See the
+/// [module docs](crate::testing::check).
+#[derive(Debug, Clone)]
+pub struct Concurrent {
+    /// The sync policy (`Interval` runs the store's real sync thread).
+    pub sync: SyncPolicy,
+    /// Appending threads.
+    pub appenders: u32,
+    /// Events each appender appends.
+    pub appends: u32,
+    /// Each appender calls `sync` after every `sync_every`-th append (0: never).
+    pub sync_every: u32,
+    /// Checkpoints the checkpointing thread takes, back to back (0: no such thread).
+    pub checkpoints: u32,
+    /// Events the position updater appends (setting the position after each).
+    pub position_updates: u32,
+    /// A periodic checkpointer on the store's own thread, with this interval.
+    pub periodic: Option<Duration>,
+    /// Close with a final checkpoint.
+    pub final_checkpoint: bool,
+    /// [`Options::segment_bytes`] (default 4096).
+    pub segment_bytes: u64,
+    /// [`Options::keep_snapshots`] (default 2).
+    pub keep_snapshots: usize,
+}
+
+impl Default for Concurrent {
+    /// Two appenders of 12 events under `Never`, each syncing after every 8th, 4
+    /// checkpoints, 6 position updates, a final checkpoint.
+    fn default() -> Self {
+        Concurrent {
+            sync: SyncPolicy::Never,
+            appenders: 2,
+            appends: 12,
+            sync_every: 8,
+            checkpoints: 4,
+            position_updates: 6,
+            periodic: None,
+            final_checkpoint: true,
+            segment_bytes: 4096,
+            keep_snapshots: 2,
+        }
+    }
+}
+
+impl Concurrent {
+    /// Events appended by a complete run.
+    pub fn events(&self) -> u64 {
+        u64::from(self.appenders) * u64::from(self.appends) + u64::from(self.position_updates)
+    }
+
+    fn options(&self, fs: Arc<SimFs>, sync: SyncPolicy) -> Options {
+        Options::default()
+            .sync(sync)
+            .segment_bytes(self.segment_bytes)
+            .keep_snapshots(self.keep_snapshots)
+            .fs(fs)
+    }
+}
+
+/// A contract violation found by a [`ConcurrentChecker`], with what reproduces it.
+#[derive(Debug, Clone)]
+pub struct ConcurrentFailure {
+    /// The workload.
+    pub workload: Concurrent,
+    /// The interleaving's seed.
+    pub seed: u64,
+    /// The crash point (`None`: the crash-free run).
+    pub crash_point: Option<u64>,
+    /// The image's choices, as given (rebuild it with `Choices::Bits(bits)`).
+    pub bits: Vec<bool>,
+    /// The events in seq order as the store held them in memory before the crash.
+    pub expected: Vec<u64>,
+    /// What went wrong (with the recovered state, when there was one).
+    pub what: String,
+}
+
+impl fmt::Display for ConcurrentFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let point = self
+            .crash_point
+            .map_or("none".to_owned(), |n| format!("before call {n}"));
+        write!(
+            f,
+            "seed {:#x}, crash {point}, {}: {}\n    expected (in-memory order): {:x?}\n    workload: {:?}\n    replay: ConcurrentChecker::new(workload).check_one({:#x}, {:?}, &Choices::Bits(vec!{:?}))",
+            self.seed,
+            Choices::Bits(self.bits.clone()),
+            self.what,
+            self.expected,
+            self.workload,
+            self.seed,
+            self.crash_point,
+            self.bits,
+        )
+    }
+}
+
+/// What a [`ConcurrentChecker::run`] explored and found.
+#[derive(Debug, Clone, Default)]
+pub struct ConcurrentReport {
+    /// Interleavings (seeds) run.
+    pub interleavings: u64,
+    /// Crash points run (each a rerun of an interleaving).
+    pub crash_points: u64,
+    /// Crash images recovered and checked.
+    pub images: u64,
+    /// Images that recovered fewer events than were appended.
+    pub images_with_loss: u64,
+    /// Scheduler choices made after passing over a thread (clock-dependent).
+    pub grace_decisions: u64,
+    /// Contract violations.
+    pub failures: Vec<ConcurrentFailure>,
+}
+
+impl fmt::Display for ConcurrentReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} interleavings, {} crash points, {} images ({} lost un-synced events), {} clock-dependent choices, {} failures",
+            self.interleavings,
+            self.crash_points,
+            self.images,
+            self.images_with_loss,
+            self.grace_decisions,
+            self.failures.len()
+        )?;
+        for fail in self.failures.iter().take(3) {
+            write!(f, "\n  {fail}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a [`Concurrent`] workload over many seeds and crash points. See the
+/// [module docs](crate::testing::check).
+#[derive(Debug, Clone)]
+pub struct ConcurrentChecker {
+    workload: Concurrent,
+    seeds: std::ops::Range<u64>,
+    crash_points: usize,
+    random_images: usize,
+    stop_at_first: bool,
+}
+
+/// One run of the workload.
+struct Run {
+    fs: Arc<SimFs>,
+    calls: u64,
+    truth: Vec<u64>,
+    acked: u64,
+    grace: u64,
+    trace: Vec<u64>,
+    problem: Option<String>,
+}
+
+impl ConcurrentChecker {
+    /// A checker for `workload`: seeds `0..16`, 8 crash points per seed, 3 random
+    /// images per crash point besides "all dropped" and "all kept".
+    pub fn new(workload: Concurrent) -> Self {
+        ConcurrentChecker {
+            workload,
+            seeds: 0..16,
+            crash_points: 8,
+            random_images: 3,
+            stop_at_first: false,
+        }
+    }
+
+    /// The seeds (interleavings) to run.
+    pub fn seeds(mut self, seeds: std::ops::Range<u64>) -> Self {
+        self.seeds = seeds;
+        self
+    }
+
+    /// Crash points per seed, sampled with the seed among its calls (always including
+    /// the end of the run).
+    pub fn crash_points(mut self, n: usize) -> Self {
+        self.crash_points = n;
+        self
+    }
+
+    /// Random images per crash point, besides "all dropped" and "all kept".
+    pub fn random_images(mut self, k: usize) -> Self {
+        self.random_images = k;
+        self
+    }
+
+    /// Stops at the first failure (for mutation tests).
+    pub fn stop_at_first(mut self, on: bool) -> Self {
+        self.stop_at_first = on;
+        self
+    }
+
+    /// Runs every seed and crash point.
+    pub fn run(&self) -> ConcurrentReport {
+        let mut report = ConcurrentReport::default();
+        for seed in self.seeds.clone() {
+            if self.stop_at_first && !report.failures.is_empty() {
+                break;
+            }
+            report.interleavings += 1;
+            let free = self.run_workload(seed, None);
+            report.grace_decisions += free.grace;
+            if let Some(what) = self.crash_free_problem(&free) {
+                report
+                    .failures
+                    .push(self.failure(seed, None, &free, Vec::new(), what));
+                continue;
+            }
+            let mut rng = Rng::new(seed ^ 0xC4A5_4000);
+            let mut points = std::collections::BTreeSet::new();
+            points.insert(free.calls);
+            let want = self.crash_points.min(free.calls as usize + 1);
+            while points.len() < want {
+                points.insert(rng.below(free.calls + 1));
+            }
+            for point in points {
+                if self.stop_at_first && !report.failures.is_empty() {
+                    break;
+                }
+                report.crash_points += 1;
+                let run = self.run_workload(seed, Some(point));
+                report.grace_decisions += run.grace;
+                if let Some(what) = run.problem.clone() {
+                    report
+                        .failures
+                        .push(self.failure(seed, Some(point), &run, Vec::new(), what));
+                    continue;
+                }
+                let mut images = vec![Choices::AllDropped, Choices::AllKept];
+                images.extend((0..self.random_images).map(|_| Choices::Random(rng.next_u64())));
+                for choices in images {
+                    let (image, bits) = run.fs.crash_image(&choices);
+                    report.images += 1;
+                    match self.check_image(image, &run) {
+                        Ok(k) => report.images_with_loss += u64::from(k < run.truth.len() as u64),
+                        Err(what) => {
+                            report
+                                .failures
+                                .push(self.failure(seed, Some(point), &run, bits, what));
+                            if self.stop_at_first {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    /// The crash-free run of `seed`: the thread admitted at each call (see
+    /// [`Scheduler::trace`]), the events in seq order, and the clock-dependent choices.
+    pub fn interleaving(&self, seed: u64) -> (Vec<u64>, Vec<u64>, u64) {
+        let run = self.run_workload(seed, None);
+        (run.trace, run.truth, run.grace)
+    }
+
+    /// Reruns one case: the interleaving of `seed`, crashed before call `crash_point`
+    /// (`None`: the crash-free run, checked as such), image built from `choices`.
+    pub fn check_one(
+        &self,
+        seed: u64,
+        crash_point: Option<u64>,
+        choices: &Choices,
+    ) -> Result<(), Box<ConcurrentFailure>> {
+        let run = self.run_workload(seed, crash_point);
+        let problem = match crash_point {
+            None => self.crash_free_problem(&run),
+            Some(_) => run.problem.clone(),
+        };
+        if let Some(what) = problem {
+            return Err(Box::new(self.failure(
+                seed,
+                crash_point,
+                &run,
+                Vec::new(),
+                what,
+            )));
+        }
+        let (image, bits) = run.fs.crash_image(choices);
+        self.check_image(image, &run)
+            .map(drop)
+            .map_err(|what| Box::new(self.failure(seed, crash_point, &run, bits, what)))
+    }
+
+    fn failure(
+        &self,
+        seed: u64,
+        crash_point: Option<u64>,
+        run: &Run,
+        bits: Vec<bool>,
+        what: String,
+    ) -> ConcurrentFailure {
+        ConcurrentFailure {
+            workload: self.workload.clone(),
+            seed,
+            crash_point,
+            bits,
+            expected: run.truth.clone(),
+            what,
+        }
+    }
+
+    fn crash_free_problem(&self, run: &Run) -> Option<String> {
+        if let Some(p) = &run.problem {
+            return Some(p.clone());
+        }
+        let w = &self.workload;
+        if run.truth.len() as u64 != w.events() {
+            return Some(format!(
+                "crash-free run holds {} events of {}",
+                run.truth.len(),
+                w.events()
+            ));
+        }
+        // Each actor's events in its own order, each once.
+        let mut next: std::collections::BTreeMap<u64, u64> = Default::default();
+        for id in &run.truth {
+            let n = next.entry(id >> 32).or_insert(0);
+            if id & 0xFFFF_FFFF != *n {
+                return Some(format!("event {id:#x} out of its actor's order"));
+            }
+            *n += 1;
+        }
+        if run.acked != run.truth.len() as u64 {
+            return Some(format!(
+                "crash-free run: close made {} of {} events durable",
+                run.acked,
+                run.truth.len()
+            ));
+        }
+        None
+    }
+
+    /// Runs the workload for `seed`, crashing before call `crash_at` if given.
+    fn run_workload(&self, seed: u64, crash_at: Option<u64>) -> Run {
+        let fs = Arc::new(SimFs::new(seed));
+        let sched = Scheduler::new(seed);
+        fs.set_scheduler(Arc::clone(&sched));
+        if let Some(n) = crash_at {
+            fs.crash_at(n);
+        }
+        let acked = AtomicU64::new(0);
+        let problems = Mutex::new(Vec::new());
+        let truth = Mutex::new(Vec::new());
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.drive(&fs, &sched, &acked, &problems, &truth)
+        }));
+        let mut problem = lock(&problems).first().cloned();
+        if let Err(panic) = result {
+            problem = Some(format!("panic: {}", panic_message(&panic)));
+        }
+        let truth = lock(&truth).clone();
+        Run {
+            calls: fs.calls(),
+            fs,
+            truth,
+            acked: acked.load(Ordering::SeqCst),
+            grace: sched.grace_decisions(),
+            trace: sched.trace(),
+            problem,
+        }
+    }
+
+    fn drive(
+        &self,
+        fs: &Arc<SimFs>,
+        sched: &Arc<Scheduler>,
+        acked: &AtomicU64,
+        problems: &Mutex<Vec<String>>,
+        truth: &Mutex<Vec<u64>>,
+    ) {
+        let w = &self.workload;
+        let note = |r: Result<(), String>| {
+            if let Err(e) = r {
+                lock(problems).push(e);
+            }
+        };
+        let ack = |seq: u64| {
+            acked.fetch_max(seq, Ordering::SeqCst);
+        };
+        let main = sched.actor(0);
+        let store = match Store::<Ledger>::open(STORE_DIR, w.options(Arc::clone(fs), w.sync)) {
+            Ok(s) => s,
+            Err(e) => return note(stopped(fs, "open", e)),
+        };
+        if let Some(d) = w.periodic {
+            if let Err(e) = store.start_checkpointer(CheckpointerConfig::every(d)) {
+                return note(stopped(fs, "start_checkpointer", e));
+            }
+        }
+        for a in 0..w.appenders {
+            sched.expect(1 + u64::from(a));
+        }
+        if w.checkpoints > 0 {
+            sched.expect(u64::from(CHECKPOINT_ACTOR));
+        }
+        if w.position_updates > 0 {
+            sched.expect(u64::from(POSITION_ACTOR));
+        }
+        drop(main);
+        let always = w.sync == SyncPolicy::Always;
+        std::thread::scope(|s| {
+            for a in 0..w.appenders {
+                let (store, note) = (&store, &note);
+                s.spawn(move || {
+                    let _g = sched.actor(1 + u64::from(a));
+                    for n in 0..w.appends {
+                        match store.append(&entry(a, n)) {
+                            Ok(seq) if always => ack(seq),
+                            Ok(_) => {}
+                            Err(e) => return note(stopped(fs, "append", e)),
+                        }
+                        ack(store.durable_seq());
+                        if w.sync_every > 0 && n % w.sync_every == w.sync_every - 1 {
+                            match store.sync() {
+                                Ok(seq) => ack(seq),
+                                Err(e) => return note(stopped(fs, "sync", e)),
+                            }
+                        }
+                    }
+                });
+            }
+            if w.checkpoints > 0 {
+                let (store, note) = (&store, &note);
+                s.spawn(move || {
+                    let _g = sched.actor(u64::from(CHECKPOINT_ACTOR));
+                    for _ in 0..w.checkpoints {
+                        match store.checkpoint() {
+                            Ok(rep) if rep.outcome != CheckpointOutcome::Busy => ack(rep.seq),
+                            Ok(_) => {}
+                            Err(e) => return note(stopped(fs, "checkpoint", e)),
+                        }
+                        ack(store.durable_seq());
+                    }
+                });
+            }
+            if w.position_updates > 0 {
+                let (store, note) = (&store, &note);
+                s.spawn(move || {
+                    let _g = sched.actor(u64::from(POSITION_ACTOR));
+                    let cell = store.position("src");
+                    for n in 0..w.position_updates {
+                        match store.append(&entry(POSITION_ACTOR, n)) {
+                            Ok(seq) => {
+                                if always {
+                                    ack(seq);
+                                }
+                                cell.set(Position {
+                                    offset: seq,
+                                    inode: 1,
+                                    timestamp: i64::from(n),
+                                });
+                            }
+                            Err(e) => return note(stopped(fs, "append", e)),
+                        }
+                    }
+                });
+            }
+        });
+        let _main = sched.actor(0);
+        *lock(truth) = store.current().state().events.clone();
+        let closed = if w.final_checkpoint {
+            store.close_with(
+                CloseOptions::default().final_checkpoint(Some(Duration::from_secs(600))),
+            )
+        } else {
+            store.close()
+        };
+        match closed {
+            Ok(rep) => ack(rep.durable_seq),
+            Err(e) => note(stopped(fs, "close", e)),
+        }
+    }
+
+    /// Recovers `image` and checks it (see the module docs). Returns the recovered seq.
+    fn check_image(&self, image: SimFs, run: &Run) -> Result<u64, String> {
+        let image = Arc::new(image);
+        let result = catch_unwind(AssertUnwindSafe(|| -> Result<u64, String> {
+            let opts = self.workload.options(Arc::clone(&image), SyncPolicy::Never);
+            let store = Store::<Ledger>::open(STORE_DIR, opts.clone())
+                .map_err(|e| format!("recovery failed: {e}"))?;
+            let k = store.seq();
+            let events = store.current().state().events.clone();
+            let expected = usize::try_from(k)
+                .ok()
+                .and_then(|k| run.truth.get(..k))
+                .ok_or_else(|| {
+                    format!(
+                        "recovered seq {k}, past the {} events appended",
+                        run.truth.len()
+                    )
+                })?;
+            if events != expected {
+                return Err(format!(
+                    "recovered events at seq {k} are not the first {k} events: {events:x?}"
+                ));
+            }
+            if k < run.acked {
+                return Err(format!(
+                    "recovered seq {k}, below the acknowledged {}",
+                    run.acked
+                ));
+            }
+            for (name, p) in store.positions() {
+                if p.offset > k {
+                    return Err(format!(
+                        "position {name:?} restored at {} is ahead of the restored seq {k}",
+                        p.offset
+                    ));
+                }
+            }
+            let post = entry(RECOVERY_ACTOR, 0);
+            match store.append(&post) {
+                Ok(seq) if seq == k + 1 => {}
+                Ok(seq) => return Err(format!("append after recovery to {k} returned {seq}")),
+                Err(e) => return Err(format!("append after recovery failed: {e}")),
+            }
+            store
+                .close()
+                .map_err(|e| format!("close after recovery failed: {e}"))?;
+            let store = Store::<Ledger>::open(STORE_DIR, opts)
+                .map_err(|e| format!("second recovery failed: {e}"))?;
+            let mut want = expected.to_vec();
+            want.push(post.id);
+            if store.current().state().events != want {
+                return Err(format!(
+                    "after recovery to {k}, one append, close and reopen: seq {}",
+                    store.seq()
+                ));
+            }
+            store
+                .close()
+                .map_err(|e| format!("second close failed: {e}"))?;
+            Ok(k)
+        }));
+        match result {
+            Ok(r) => r,
+            Err(panic) => Err(format!("panic during recovery: {}", panic_message(&panic))),
+        }
+    }
+}
