@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Inner as StoreInner;
 use super::{Inner, Store};
+use crate::checkpoint::{CheckpointMode, CheckpointOutcome};
 use crate::error::{Error, Result};
-use crate::scheduler::{Attached, CheckpointerConfig, Scheduler, Target};
+use crate::scheduler::{Attached, CheckpointerConfig, Scheduler, Trigger, Watched};
 use crate::util::{deadline_after, lock, millis, remaining};
 use crate::{CloseOptions, Seq, State};
 
@@ -333,7 +335,7 @@ impl<S: State> Store<S> {
             return Ok(false);
         }
         let sched = Scheduler::new(1)?;
-        sched.add(self.weak_target(), cfg)?;
+        sched.add(&self.watched(), cfg)?;
         *slot = Some(Attached::Own(sched));
         Ok(true)
     }
@@ -353,7 +355,7 @@ impl<S: State> Store<S> {
         if !self.prepare_checkpointer(&mut slot, &cfg)? {
             return Ok(false);
         }
-        let id = scheduler.add(self.weak_target(), cfg)?;
+        let id = scheduler.add(&self.watched(), cfg)?;
         *slot = Some(Attached::Shared(Arc::clone(&scheduler.shared), id));
         Ok(true)
     }
@@ -386,8 +388,43 @@ impl<S: State> Store<S> {
         Ok(true)
     }
 
-    fn weak_target(&self) -> std::sync::Weak<dyn Target> {
-        let strong: Arc<dyn Target> = Arc::clone(&self.inner) as Arc<dyn Target>;
-        Arc::downgrade(&strong)
+    /// The store as a scheduler job (the scheduler keeps only a weak reference).
+    fn watched(&self) -> Arc<dyn Watched> {
+        Arc::clone(&self.inner) as Arc<dyn Watched>
+    }
+}
+
+impl<S: State> Watched for StoreInner<S> {
+    fn run_checkpoint(&self, trigger: Trigger) -> bool {
+        let mode = match trigger {
+            Trigger::Periodic => CheckpointMode::Periodic,
+            Trigger::Bytes => CheckpointMode::Bytes,
+        };
+        // The outcome is logged and counted by `checkpoint`.
+        matches!(
+            self.checkpoint(mode),
+            Ok(rep) if rep.outcome == CheckpointOutcome::Unchanged && rep.cleanup_failures.is_empty()
+        )
+    }
+
+    fn wal_bytes_since(&self) -> u64 {
+        self.ck.wal_bytes_since(&self.wal)
+    }
+
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.published.load().seq.hash(&mut h);
+        for (name, p) in self.positions.save() {
+            name.hash(&mut h);
+            (p.offset, p.inode, p.timestamp).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn watch_wal_bytes(&self, limit: u64, nudge: Option<crate::wal::Nudge>) {
+        let left = limit.saturating_sub(self.ck.wal_bytes_since(&self.wal));
+        self.wal
+            .watch_bytes(self.wal.staged_bytes().saturating_add(left), nudge);
     }
 }
