@@ -131,10 +131,21 @@ pub enum Error {
     SeqExhausted,
     /// A new WAL segment could not be created for a transient reason: too many open
     /// files (`EMFILE`, `ENFILE`), a full disk or quota (`ENOSPC`, `EDQUOT`), or no
-    /// kernel memory. Retryable: the store stays writable, and the records waiting for
-    /// the segment stay staged, in order, and are written by the next write or sync
-    /// that succeeds in creating it. See [`Store::append`](crate::Store::append) for
-    /// what it means for the append that returned it.
+    /// kernel memory. Retryable ([`Error::is_retryable`]): the store stays writable,
+    /// records already acknowledged are unaffected, and the records waiting for the
+    /// segment stay staged, in order, and are written by the next write or sync that
+    /// creates it.
+    ///
+    /// For the append that returned it: under [`SyncPolicy::Always`](crate::SyncPolicy::Always)
+    /// its event was logged and applied (it is visible in
+    /// [`Store::current`](crate::Store::current)) but is *not durable yet*: do not
+    /// append it again; [`Store::sync`](crate::Store::sync) retries and says when it
+    /// is durable. The exception is an append that found the staging bound
+    /// ([`Options::max_staged_bytes`](crate::Options::max_staged_bytes)) full of
+    /// records waiting for the segment: it was refused before its event was logged,
+    /// and [`Store::seq`](crate::Store::seq) did not move. Under `Never` and
+    /// `Interval`, appends keep succeeding while their records fit in the staging
+    /// bound, and past it are refused that way.
     SegmentUnavailable {
         /// The segment that could not be created.
         path: PathBuf,

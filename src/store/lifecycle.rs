@@ -46,7 +46,9 @@ pub struct CloseReport {
     /// when `close` returned, nothing of this store touched the directory any more
     /// and the lock was free.
     pub still_closing: bool,
-    /// Time `close` took.
+    /// Time `close` took: everything it did, the drop of the store's internals (its
+    /// state, unless [`CloseOptions::drop_in_background`] handed it to the
+    /// reclaimer thread; its files; its lock) included.
     pub elapsed: Duration,
 }
 
@@ -171,15 +173,25 @@ impl<S: State> Store<S> {
                  file-system call and holds the directory lock until it returns"
             );
         }
+        let dir = self.inner.dir.clone();
+        // The store's internals go now, inside `elapsed`: the state (unless handed to
+        // the reclaimer), the segment files, and the directory lock last.
+        let inner = Arc::clone(&self.inner);
+        drop(self);
+        match Arc::try_unwrap(inner) {
+            Ok(inner) if opts.drop_in_background => reclaim(inner),
+            Ok(inner) => drop(inner),
+            // Held by an abandoned thread (`still_closing`): it goes with that.
+            Err(shared) => drop(shared),
+        }
         report.elapsed = start.elapsed();
         tracing::info!(
-            dir = %self.inner.dir.display(),
+            dir = %dir.display(),
             durable_seq = report.durable_seq,
             elapsed_ms = millis(report.elapsed),
             still_closing = report.still_closing,
             "store closed"
         );
-        drop(self);
         synced.map(|_| report)
     }
 
@@ -302,6 +314,60 @@ impl<S: State> Store<S> {
             }
         }
         abandoned
+    }
+}
+
+/// Drops a closed store's internals, handing its versions of the state to the
+/// reclaimer thread: the segment files are closed and the directory lock released
+/// here, before `close` returns; only the memory is freed in the background.
+fn reclaim<S: State>(inner: StoreInner<S>) {
+    let StoreInner {
+        published,
+        writer,
+        wal,
+        _lock,
+        ..
+    } = inner;
+    drop(wal);
+    drop(_lock);
+    reclaimer::free(Box::new((published, writer)));
+}
+
+/// One thread per process that frees large values handed to it, so that a caller
+/// (`close` with [`CloseOptions::drop_in_background`]) does not pay for it.
+mod reclaimer {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::{Mutex, OnceLock};
+
+    type Garbage = Box<dyn Send>;
+
+    fn sender() -> Option<&'static Mutex<Sender<Garbage>>> {
+        static TX: OnceLock<Option<Mutex<Sender<Garbage>>>> = OnceLock::new();
+        TX.get_or_init(|| {
+            let (tx, rx) = channel::<Garbage>();
+            std::thread::Builder::new()
+                .name("snapwal-reclaim".into())
+                .spawn(move || {
+                    for garbage in rx {
+                        drop(garbage);
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(tx))
+        })
+        .as_ref()
+    }
+
+    /// Frees `garbage` on the reclaimer thread, or here if it cannot be started.
+    pub(super) fn free(garbage: Garbage) {
+        match sender() {
+            Some(tx) => {
+                if let Err(back) = crate::util::lock(tx).send(garbage) {
+                    drop(back.0);
+                }
+            }
+            None => drop(garbage),
+        }
     }
 }
 
