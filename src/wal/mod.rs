@@ -41,7 +41,13 @@
 //! - **A failed `fallocate` is not fatal.** Preallocation only reserves space: when it
 //!   fails (for example `ENOSPC`) for a new, still empty segment, nothing is lost, so
 //!   the failure is logged at WARN with the file and the error and the segment is used
-//!   without a reservation. A failed create, write or sync makes the log read-only.
+//!   without a reservation. A failed write or sync makes the log read-only.
+//! - **A transient failure to create a segment is not fatal.** `EMFILE`, `ENFILE`,
+//!   `ENOSPC`, `EDQUOT` or `ENOMEM` from the create of a segment that holds no record
+//!   yet is [`Error::SegmentUnavailable`]: the chunks go back to the front of the
+//!   staging list, in order, and the next write or sync tries again. Nothing is
+//!   acknowledged as durable until it is written and synced. Any other failed create
+//!   makes the log read-only.
 //! - **Truncation is unlink.** [`Wal::purge_through`] removes whole segments; no WAL
 //!   byte is rewritten or copied.
 //! - **After a failed write or sync the log refuses appends** ([`Error::ReadOnly`]):
