@@ -129,6 +129,29 @@ pub enum Error {
     SchedulerStopped,
     /// The store has used every sequence number (`u64::MAX - 1` events).
     SeqExhausted,
+    /// A new WAL segment could not be created for a transient reason: too many open
+    /// files (`EMFILE`, `ENFILE`), a full disk or quota (`ENOSPC`, `EDQUOT`), or no
+    /// kernel memory. Retryable ([`Error::is_retryable`]): the store stays writable,
+    /// records already acknowledged are unaffected, and the records waiting for the
+    /// segment stay staged, in order, and are written by the next write or sync that
+    /// creates it.
+    ///
+    /// For the append that returned it: under [`SyncPolicy::Always`](crate::SyncPolicy::Always)
+    /// its event was logged and applied (it is visible in
+    /// [`Store::current`](crate::Store::current)) but is *not durable yet*: do not
+    /// append it again; [`Store::sync`](crate::Store::sync) retries and says when it
+    /// is durable. The exception is an append that found the staging bound
+    /// ([`Options::max_staged_bytes`](crate::Options::max_staged_bytes)) full of
+    /// records waiting for the segment: it was refused before its event was logged,
+    /// and [`Store::seq`](crate::Store::seq) did not move. Under `Never` and
+    /// `Interval`, appends keep succeeding while their records fit in the staging
+    /// bound, and past it are refused that way.
+    SegmentUnavailable {
+        /// The segment that could not be created.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -152,12 +175,19 @@ impl Error {
         }
     }
 
+    /// Whether retrying later can succeed without reopening the store: `true` for
+    /// [`Error::SegmentUnavailable`] (descriptors or disk space ran out for a
+    /// moment).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::SegmentUnavailable { .. })
+    }
+
     /// The OS error behind this error, if it is one (also through [`Error::ReadOnly`]).
     ///
     /// Useful to tell a full disk (`ENOSPC`) from other failures.
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::SegmentUnavailable { source, .. } => Some(source),
             Error::ReadOnly { cause } => cause.io_error(),
             _ => None,
         }
@@ -242,6 +272,12 @@ impl fmt::Display for Error {
             }
             Error::SchedulerStopped => write!(f, "the scheduler was shut down"),
             Error::SeqExhausted => write!(f, "every sequence number has been used"),
+            Error::SegmentUnavailable { path, source } => write!(
+                f,
+                "could not create WAL segment {} ({source}); nothing is lost and the store \
+                 stays writable: the next write or sync retries",
+                path.display()
+            ),
         }
     }
 }
@@ -249,7 +285,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::SegmentUnavailable { source, .. } => Some(source),
             Error::Decode { source, .. } => Some(source),
             Error::Encode(e) => Some(e),
             Error::ReadOnly { cause } => Some(cause.as_ref()),

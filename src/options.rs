@@ -64,12 +64,23 @@ pub struct Options {
     pub sync: SyncPolicy,
     /// Rotate to a new segment past this size. Default: 64 MiB.
     pub segment_bytes: u64,
-    /// Reserve each segment's full size when it is created (`fallocate`). Default: on.
+    /// Reserve space for each segment ahead of its writes (`fallocate`), in steps: 64
+    /// KiB when the segment is created ([`RESERVE_START`](crate::wal::RESERVE_START)),
+    /// then twice the reservation each time the writes pass half of it, up to
+    /// [`Options::segment_bytes`]. So disk use follows the data: a store that appended
+    /// a few records holds a few tens of kilobytes, not a whole segment. Default: on.
     ///
-    /// A failed reservation (for example `ENOSPC`) is not an error: the new segment is
-    /// still empty, so nothing is lost; it is logged at WARN with the file and the
-    /// error, and the segment is used without a reservation. Only a failed create,
-    /// write or sync of the log makes the store read-only.
+    /// Durability does not rest on the reservation: `fdatasync` makes a size change
+    /// durable with the data. The reservation keeps most syncs from also committing a
+    /// block allocation and a size update, and keeps a segment from running out of
+    /// space midway. The growth runs after a write, outside every lock that appenders
+    /// or readers need, and nobody waits for it.
+    ///
+    /// A failed reservation (for example `ENOSPC`) is not an error: the segment is
+    /// used without it; it is logged at WARN with the file and the error. Only a
+    /// failed write or sync of the log, or a failed create other than a transient one
+    /// (see [`Error::SegmentUnavailable`](crate::Error::SegmentUnavailable)), makes the
+    /// store read-only.
     pub preallocate: bool,
     /// The most bytes of appended records held in memory before they are handed to the
     /// OS (staged while another appender rotates to a new segment). Past it, appenders
@@ -183,6 +194,14 @@ pub struct CloseOptions {
     /// [`CloseReport::final_checkpoint_missed`](crate::CloseReport::final_checkpoint_missed).
     /// With a final checkpoint, every WAL segment it covers is unlinked.
     pub final_checkpoint: Option<Duration>,
+    /// Free the store's state on a background thread (one per process, named
+    /// `snapwal-reclaim`) instead of the closing thread. Freeing a large state can
+    /// take tens of milliseconds (the allocator walks every node); with this set,
+    /// `close` still closes the files and releases the directory lock before it
+    /// returns, and only the memory is freed later. Versions of the state that a
+    /// reader still holds (from [`Store::current`](crate::Store::current)) are freed
+    /// by whoever drops them last, as always. Default: off.
+    pub drop_in_background: bool,
 }
 
 impl Default for CloseOptions {
@@ -190,6 +209,7 @@ impl Default for CloseOptions {
         CloseOptions {
             thread_timeout: Duration::from_secs(5),
             final_checkpoint: None,
+            drop_in_background: false,
         }
     }
 }
@@ -203,6 +223,11 @@ impl CloseOptions {
     /// Sets [`CloseOptions::final_checkpoint`].
     pub fn final_checkpoint(mut self, deadline: Option<Duration>) -> Self {
         self.final_checkpoint = deadline;
+        self
+    }
+    /// Sets [`CloseOptions::drop_in_background`].
+    pub fn drop_in_background(mut self, on: bool) -> Self {
+        self.drop_in_background = on;
         self
     }
 }

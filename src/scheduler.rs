@@ -5,6 +5,17 @@
 //! scheduler, [`Store::start_checkpointer_on`](crate::Store::start_checkpointer_on) on a shared one); a worker pops the job
 //! that is due, runs its checkpoint with the queue lock released, and puts it back.
 //!
+//! # Sleeping when nothing is due
+//!
+//! The workers sleep until the earliest due time (plus a small slack, so that one
+//! wake-up serves every job due around then); nothing polls. A byte trigger
+//! ([`CheckpointerConfig::wal_bytes`]) is driven by the writers: the store's WAL
+//! nudges the scheduler from the write that crosses the threshold, and the job is due
+//! at once. A periodic run of a store that is *quiet* (its last checkpoint found
+//! nothing to do, and since then nothing was appended and no position moved) is
+//! skipped without touching the disk, so ten thousand idle stores cost the workers a
+//! few microseconds each per interval.
+//!
 //! # Invariants kept here
 //!
 //! - **I3 No shared locks**: the queue lock is never taken by appenders or readers,
@@ -59,7 +70,9 @@ pub struct CheckpointerConfig {
     pub wal_bytes: Option<u64>,
     /// Checkpoints slower than this also log a WARN "checkpoint slow". Default 200 ms.
     pub slow_threshold: Duration,
-    /// How often the byte trigger is checked. Default 10 ms; at least
+    /// The backstop of the byte trigger: the longest time between two checks of the
+    /// byte count. The trigger itself needs no polling: the WAL nudges the scheduler
+    /// from the write that crosses the threshold. Default 1 s; at least
     /// [`MIN_INTERVAL`].
     pub poll: Duration,
 }
@@ -71,7 +84,7 @@ impl Default for CheckpointerConfig {
             interval: None,
             wal_bytes: None,
             slow_threshold: SLOW_DEFAULT,
-            poll: Duration::from_millis(10),
+            poll: Duration::from_secs(1),
         }
     }
 }
@@ -143,7 +156,10 @@ pub(crate) enum Trigger {
     Bytes,
 }
 
-/// What a scheduler runs: one store's checkpoints.
+/// What a scheduler runs: one store's checkpoints. (The store implements it; the
+/// scheduler uses [`Watched`], which also reports whether a run found nothing to
+/// do.)
+#[allow(dead_code)]
 pub(crate) trait Target: Send + Sync {
     /// Runs one checkpoint; its outcome is the target's to log and count.
     fn run(&self, trigger: Trigger);
@@ -151,13 +167,36 @@ pub(crate) trait Target: Send + Sync {
     fn wal_bytes_since_checkpoint(&self) -> u64;
 }
 
+/// One store as the scheduler sees it.
+pub(crate) trait Watched: Send + Sync {
+    /// Runs one checkpoint (logged and counted by the store). Returns `true` when it
+    /// was *quiet*: nothing appended, no position moved, no cleanup failed, so that
+    /// until [`Watched::fingerprint`] changes, another run would do nothing either.
+    fn run_checkpoint(&self, trigger: Trigger) -> bool;
+    /// WAL bytes appended since the last checkpoint started.
+    fn wal_bytes_since(&self) -> u64;
+    /// A cheap digest of what a checkpoint saves (the published seq and the
+    /// positions): when it is unchanged since a quiet run, a periodic run is
+    /// skipped.
+    fn fingerprint(&self) -> u64;
+    /// Arms the WAL's byte watch: `nudge` runs once when `more` bytes beyond the
+    /// last checkpoint's baseline have been written (`None` disarms it).
+    fn watch_wal_bytes(&self, limit: u64, nudge: Option<crate::wal::Nudge>);
+}
+
 struct Job {
-    target: std::sync::Weak<dyn Target>,
+    target: std::sync::Weak<dyn Watched>,
     cfg: CheckpointerConfig,
     next_periodic: Option<Instant>,
+    /// When the job is due; a heap entry with another instant is stale.
+    due: Instant,
     in_flight: bool,
     /// Detached while a run was in flight: the worker drops it when the run ends.
     removed: bool,
+    /// The WAL crossed the byte threshold while a run was in flight.
+    nudged: bool,
+    /// The fingerprint before the last run, if that run was quiet.
+    quiet: Option<u64>,
 }
 
 #[derive(Default)]
@@ -166,6 +205,8 @@ struct Queue {
     jobs: std::collections::HashMap<u64, Job>,
     next_id: u64,
     stopped: bool,
+    /// Threads waiting in [`SchedShared::remove`] for a run to end.
+    removers: usize,
 }
 
 #[derive(Default)]
@@ -192,13 +233,16 @@ impl SchedShared {
                     if left.is_zero() {
                         return false;
                     }
+                    q.removers += 1;
                     q = self
                         .cv
                         .wait_timeout(q, left)
                         .map(|(g, _)| g)
                         .unwrap_or_else(|e| e.into_inner().0);
+                    q.removers -= 1;
                 }
                 Some(_) => {
+                    // Its heap entry goes stale and is dropped when it comes up.
                     q.jobs.remove(&id);
                     return true;
                 }
@@ -212,30 +256,76 @@ impl SchedShared {
         lock(&self.queue).stopped
     }
 
-    /// Adds a job; refused once the scheduler is shut down.
-    fn add(&self, target: std::sync::Weak<dyn Target>, cfg: CheckpointerConfig) -> Result<u64> {
+    /// Adds a job and arms its byte trigger; refused once the scheduler is shut down.
+    fn add(self: &Arc<Self>, target: &Arc<dyn Watched>, cfg: CheckpointerConfig) -> Result<u64> {
         let now = Instant::now();
         let next_periodic = cfg.effective_interval().map(|i| deadline_after(now, i));
-        let mut q = lock(&self.queue);
-        if q.stopped {
-            return Err(crate::Error::SchedulerStopped);
-        }
-        let id = q.next_id;
-        q.next_id += 1;
-        let due = next_due(now, next_periodic, &cfg);
-        q.jobs.insert(
-            id,
-            Job {
-                target,
-                cfg,
-                next_periodic,
-                in_flight: false,
-                removed: false,
-            },
-        );
-        q.heap.push(std::cmp::Reverse((due, id)));
+        let id = {
+            let mut q = lock(&self.queue);
+            if q.stopped {
+                return Err(crate::Error::SchedulerStopped);
+            }
+            let id = q.next_id;
+            q.next_id += 1;
+            let due = next_due(now, next_periodic, &cfg);
+            q.jobs.insert(
+                id,
+                Job {
+                    target: Arc::downgrade(target),
+                    cfg,
+                    next_periodic,
+                    due,
+                    in_flight: false,
+                    removed: false,
+                    nudged: false,
+                    quiet: None,
+                },
+            );
+            q.heap.push(std::cmp::Reverse((due, id)));
+            id
+        };
+        // Every waiter: a worker must see the new job (a remover may wait too).
         self.cv.notify_all();
+        self.arm(target.as_ref(), id, &cfg);
         Ok(id)
+    }
+
+    /// Arms the byte trigger of job `id` (no lock held): the store's WAL nudges the
+    /// scheduler when it crosses the threshold, so nobody polls the byte count.
+    fn arm(self: &Arc<Self>, target: &dyn Watched, id: u64, cfg: &CheckpointerConfig) {
+        if let Some(limit) = cfg.wal_bytes {
+            let weak = Arc::downgrade(self);
+            let nudge: crate::wal::Nudge = Arc::new(move || {
+                if let Some(sh) = weak.upgrade() {
+                    sh.nudge(id);
+                }
+            });
+            target.watch_wal_bytes(limit, Some(nudge));
+        }
+    }
+
+    /// Makes job `id` due now (its WAL crossed the byte threshold). Called from a
+    /// writer, outside any lock of the writer section; takes the queue lock for a
+    /// moment.
+    fn nudge(&self, id: u64) {
+        let now = Instant::now();
+        let mut q = lock(&self.queue);
+        let Some(job) = q.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.removed {
+            return;
+        }
+        if job.in_flight {
+            job.nudged = true;
+            return;
+        }
+        if job.due > now {
+            job.due = now;
+            q.heap.push(std::cmp::Reverse((now, id)));
+            drop(q);
+            self.cv.notify_all();
+        }
     }
 }
 
@@ -324,11 +414,7 @@ impl Scheduler {
         self.shared.is_stopped()
     }
 
-    pub(crate) fn add(
-        &self,
-        target: std::sync::Weak<dyn Target>,
-        cfg: CheckpointerConfig,
-    ) -> Result<u64> {
+    pub(crate) fn add(&self, target: &Arc<dyn Watched>, cfg: CheckpointerConfig) -> Result<u64> {
         self.shared.add(target, cfg)
     }
 
@@ -382,6 +468,8 @@ impl Drop for Scheduler {
     }
 }
 
+/// When a job is next due: its next periodic run, or the byte trigger's backstop
+/// check ([`CheckpointerConfig::poll`]), whichever comes first.
 fn next_due(now: Instant, next_periodic: Option<Instant>, cfg: &CheckpointerConfig) -> Instant {
     let poll = cfg
         .wal_bytes
@@ -395,31 +483,61 @@ fn next_due(now: Instant, next_periodic: Option<Instant>, cfg: &CheckpointerConf
     }
 }
 
-fn worker(sh: &SchedShared) {
+/// How late a periodic run may start so that one wake-up serves every job due
+/// around the same time: a sixteenth of the interval, at most [`MAX_SLACK`]. With
+/// thousands of stores on one scheduler the workers wake a few times per interval,
+/// not once per store.
+fn slack(cfg: &CheckpointerConfig) -> Duration {
+    cfg.effective_interval()
+        .map_or(MAX_SLACK, |i| (i / 16).min(MAX_SLACK))
+}
+
+/// The most a periodic checkpoint is delayed to share a wake-up: 50 ms.
+const MAX_SLACK: Duration = Duration::from_millis(50);
+
+/// What a worker does with a job that is due.
+enum Due {
+    /// A checkpoint, for this reason.
+    Run(Trigger),
+    /// Nothing: a quiet store whose fingerprint did not change, or a byte
+    /// trigger's backstop check below the threshold.
+    Skip,
+}
+
+fn worker(sh: &Arc<SchedShared>) {
     let mut q = lock(&sh.queue);
     loop {
         if q.stopped {
             return;
         }
         let now = Instant::now();
-        let due = match q.heap.peek() {
+        let (due, id) = match q.heap.peek() {
             None => {
                 q = sh.cv.wait(q).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
-            Some(std::cmp::Reverse((due, _))) => *due,
+            Some(std::cmp::Reverse(top)) => *top,
+        };
+        // Stale entries (a removed job, a job re-scheduled or nudged since) go.
+        let live = q
+            .jobs
+            .get(&id)
+            .filter(|j| j.due == due && !j.in_flight)
+            .map(|j| slack(&j.cfg));
+        let Some(slack) = live else {
+            q.heap.pop();
+            continue;
         };
         if due > now {
+            let wake = deadline_after(due, slack);
             q = sh
                 .cv
-                .wait_timeout(q, due - now)
+                .wait_timeout(q, wake - now)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
             continue;
         }
-        let Some(std::cmp::Reverse((_, id))) = q.heap.pop() else {
-            continue;
-        };
+        q.heap.pop();
         let Some(job) = q.jobs.get_mut(&id) else {
             continue;
         };
@@ -431,49 +549,69 @@ fn worker(sh: &SchedShared) {
             q.jobs.remove(&id);
             continue;
         };
+        let now = Instant::now();
         let periodic = job.next_periodic.is_some_and(|t| now >= t);
         if periodic {
             job.next_periodic = job.cfg.effective_interval().map(|i| deadline_after(now, i));
         }
-        let (cfg, next_periodic) = (job.cfg, job.next_periodic);
+        let (cfg, next_periodic, quiet) = (job.cfg, job.next_periodic, job.quiet);
         job.in_flight = true;
+        job.nudged = false;
         drop(q);
-        // The queue lock is released: the byte count and the checkpoint run without
-        // it. A panic is caught here too (the store's own checkpoint catches its
-        // panics first), so the job is never left in flight.
+        // The queue lock is released: the byte count, the fingerprint and the
+        // checkpoint run without it. A panic is caught here too (the store's own
+        // checkpoint catches its panics first), so the job is never left in flight.
+        let mut now_quiet = quiet;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let trigger = if periodic {
-                Some(Trigger::Periodic)
-            } else if cfg
+            let bytes_due = cfg
                 .wal_bytes
-                .is_some_and(|limit| target.wal_bytes_since_checkpoint() >= limit)
-            {
-                Some(Trigger::Bytes)
+                .is_some_and(|limit| target.wal_bytes_since() >= limit);
+            if !bytes_due && !periodic {
+                return;
+            }
+            let fingerprint = target.fingerprint();
+            let what = if bytes_due {
+                Due::Run(Trigger::Bytes)
+            } else if quiet != Some(fingerprint) {
+                Due::Run(Trigger::Periodic)
             } else {
-                None
+                Due::Skip
             };
-            if let Some(trigger) = trigger {
-                target.run(trigger);
+            if let Due::Run(trigger) = what {
+                now_quiet = target.run_checkpoint(trigger).then_some(fingerprint);
             }
         }));
         if let Err(payload) = ran {
+            now_quiet = None;
             tracing::error!(
                 panic = %panic_message(payload.as_ref()),
                 "checkpoint job panicked; the scheduler carries on"
             );
         }
+        // Re-arm the byte trigger from the current baseline (a checkpoint, this one
+        // or a manual one, may have moved it).
+        sh.arm(target.as_ref(), id, &cfg);
         drop(target);
         let next = next_due(Instant::now(), next_periodic, &cfg);
         q = lock(&sh.queue);
+        let mut wake_removers = q.removers > 0;
         if let Some(job) = q.jobs.get_mut(&id) {
             job.in_flight = false;
+            job.quiet = now_quiet;
             if !job.removed && job.target.strong_count() > 0 {
+                // Nudged during the run: check the byte count again at once.
+                let next = if job.nudged { Instant::now() } else { next };
+                job.nudged = false;
+                job.due = next;
                 q.heap.push(std::cmp::Reverse((next, id)));
             } else {
                 q.jobs.remove(&id);
+                wake_removers = true;
             }
         }
-        sh.cv.notify_all();
+        if wake_removers {
+            sh.cv.notify_all();
+        }
     }
 }
 

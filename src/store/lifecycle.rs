@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Inner as StoreInner;
 use super::{Inner, Store};
+use crate::checkpoint::{CheckpointMode, CheckpointOutcome};
 use crate::error::{Error, Result};
-use crate::scheduler::{Attached, CheckpointerConfig, Scheduler, Target};
+use crate::scheduler::{Attached, CheckpointerConfig, Scheduler, Trigger, Watched};
 use crate::util::{deadline_after, lock, millis, remaining};
 use crate::{CloseOptions, Seq, State};
 
@@ -44,7 +46,9 @@ pub struct CloseReport {
     /// when `close` returned, nothing of this store touched the directory any more
     /// and the lock was free.
     pub still_closing: bool,
-    /// Time `close` took.
+    /// Time `close` took: everything it did, the drop of the store's internals (its
+    /// state, unless [`CloseOptions::drop_in_background`] handed it to the
+    /// reclaimer thread; its files; its lock) included.
     pub elapsed: Duration,
 }
 
@@ -169,15 +173,25 @@ impl<S: State> Store<S> {
                  file-system call and holds the directory lock until it returns"
             );
         }
+        let dir = self.inner.dir.clone();
+        // The store's internals go now, inside `elapsed`: the state (unless handed to
+        // the reclaimer), the segment files, and the directory lock last.
+        let inner = Arc::clone(&self.inner);
+        drop(self);
+        match Arc::try_unwrap(inner) {
+            Ok(inner) if opts.drop_in_background => reclaim(inner),
+            Ok(inner) => drop(inner),
+            // Held by an abandoned thread (`still_closing`): it goes with that.
+            Err(shared) => drop(shared),
+        }
         report.elapsed = start.elapsed();
         tracing::info!(
-            dir = %self.inner.dir.display(),
+            dir = %dir.display(),
             durable_seq = report.durable_seq,
             elapsed_ms = millis(report.elapsed),
             still_closing = report.still_closing,
             "store closed"
         );
-        drop(self);
         synced.map(|_| report)
     }
 
@@ -303,6 +317,60 @@ impl<S: State> Store<S> {
     }
 }
 
+/// Drops a closed store's internals, handing its versions of the state to the
+/// reclaimer thread: the segment files are closed and the directory lock released
+/// here, before `close` returns; only the memory is freed in the background.
+fn reclaim<S: State>(inner: StoreInner<S>) {
+    let StoreInner {
+        published,
+        writer,
+        wal,
+        _lock,
+        ..
+    } = inner;
+    drop(wal);
+    drop(_lock);
+    reclaimer::free(Box::new((published, writer)));
+}
+
+/// One thread per process that frees large values handed to it, so that a caller
+/// (`close` with [`CloseOptions::drop_in_background`]) does not pay for it.
+mod reclaimer {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::{Mutex, OnceLock};
+
+    type Garbage = Box<dyn Send>;
+
+    fn sender() -> Option<&'static Mutex<Sender<Garbage>>> {
+        static TX: OnceLock<Option<Mutex<Sender<Garbage>>>> = OnceLock::new();
+        TX.get_or_init(|| {
+            let (tx, rx) = channel::<Garbage>();
+            std::thread::Builder::new()
+                .name("snapwal-reclaim".into())
+                .spawn(move || {
+                    for garbage in rx {
+                        drop(garbage);
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(tx))
+        })
+        .as_ref()
+    }
+
+    /// Frees `garbage` on the reclaimer thread, or here if it cannot be started.
+    pub(super) fn free(garbage: Garbage) {
+        match sender() {
+            Some(tx) => {
+                if let Err(back) = crate::util::lock(tx).send(garbage) {
+                    drop(back.0);
+                }
+            }
+            None => drop(garbage),
+        }
+    }
+}
+
 impl<S: State> Drop for Store<S> {
     /// Stops background threads (waiting at most a moment for each) without syncing:
     /// dropping a store never hangs. Appends already returned under `Always` are
@@ -333,7 +401,7 @@ impl<S: State> Store<S> {
             return Ok(false);
         }
         let sched = Scheduler::new(1)?;
-        sched.add(self.weak_target(), cfg)?;
+        sched.add(&self.watched(), cfg)?;
         *slot = Some(Attached::Own(sched));
         Ok(true)
     }
@@ -353,7 +421,7 @@ impl<S: State> Store<S> {
         if !self.prepare_checkpointer(&mut slot, &cfg)? {
             return Ok(false);
         }
-        let id = scheduler.add(self.weak_target(), cfg)?;
+        let id = scheduler.add(&self.watched(), cfg)?;
         *slot = Some(Attached::Shared(Arc::clone(&scheduler.shared), id));
         Ok(true)
     }
@@ -386,8 +454,43 @@ impl<S: State> Store<S> {
         Ok(true)
     }
 
-    fn weak_target(&self) -> std::sync::Weak<dyn Target> {
-        let strong: Arc<dyn Target> = Arc::clone(&self.inner) as Arc<dyn Target>;
-        Arc::downgrade(&strong)
+    /// The store as a scheduler job (the scheduler keeps only a weak reference).
+    fn watched(&self) -> Arc<dyn Watched> {
+        Arc::clone(&self.inner) as Arc<dyn Watched>
+    }
+}
+
+impl<S: State> Watched for StoreInner<S> {
+    fn run_checkpoint(&self, trigger: Trigger) -> bool {
+        let mode = match trigger {
+            Trigger::Periodic => CheckpointMode::Periodic,
+            Trigger::Bytes => CheckpointMode::Bytes,
+        };
+        // The outcome is logged and counted by `checkpoint`.
+        matches!(
+            self.checkpoint(mode),
+            Ok(rep) if rep.outcome == CheckpointOutcome::Unchanged && rep.cleanup_failures.is_empty()
+        )
+    }
+
+    fn wal_bytes_since(&self) -> u64 {
+        self.ck.wal_bytes_since(&self.wal)
+    }
+
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.published.load().seq.hash(&mut h);
+        for (name, p) in self.positions.save() {
+            name.hash(&mut h);
+            (p.offset, p.inode, p.timestamp).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn watch_wal_bytes(&self, limit: u64, nudge: Option<crate::wal::Nudge>) {
+        let left = limit.saturating_sub(self.ck.wal_bytes_since(&self.wal));
+        self.wal
+            .watch_bytes(self.wal.staged_bytes().saturating_add(left), nudge);
     }
 }

@@ -41,7 +41,13 @@
 //! - **A failed `fallocate` is not fatal.** Preallocation only reserves space: when it
 //!   fails (for example `ENOSPC`) for a new, still empty segment, nothing is lost, so
 //!   the failure is logged at WARN with the file and the error and the segment is used
-//!   without a reservation. A failed create, write or sync makes the log read-only.
+//!   without a reservation. A failed write or sync makes the log read-only.
+//! - **A transient failure to create a segment is not fatal.** `EMFILE`, `ENFILE`,
+//!   `ENOSPC`, `EDQUOT` or `ENOMEM` from the create of a segment that holds no record
+//!   yet is [`Error::SegmentUnavailable`]: the chunks go back to the front of the
+//!   staging list, in order, and the next write or sync tries again. Nothing is
+//!   acknowledged as durable until it is written and synced. Any other failed create
+//!   makes the log read-only.
 //! - **Truncation is unlink.** [`Wal::purge_through`] removes whole segments; no WAL
 //!   byte is rewritten or copied.
 //! - **After a failed write or sync the log refuses appends** ([`Error::ReadOnly`]):
@@ -103,6 +109,13 @@ struct Io {
     dir_dirty: bool,
     /// A thread is rotating to a new segment, with the I/O mutex released.
     rotating: bool,
+    /// Bytes reserved (`fallocate`) in the active segment.
+    reserved: u64,
+    /// End of the bytes written to the active segment.
+    active_end: u64,
+    /// A thread is growing the active segment's reservation, with the I/O mutex
+    /// released.
+    growing: bool,
 }
 
 /// Options of a [`Wal`].
@@ -110,10 +123,18 @@ struct Io {
 pub struct WalOptions {
     /// Rotate to a new segment once the active one would pass this many bytes.
     pub segment_bytes: u64,
-    /// Reserve `segment_bytes` when a segment is created. A failed reservation is
-    /// logged at WARN and the segment is used without it (see the module docs).
+    /// Reserve space for each segment ahead of its writes, in steps: the first
+    /// [`RESERVE_START`] bytes when it is created, then twice what is reserved
+    /// whenever writes pass half of it, up to `segment_bytes`. A failed reservation
+    /// is logged at WARN and the segment is used without it (see the module docs).
     pub preallocate: bool,
 }
+
+/// The first reservation of a new segment when [`WalOptions::preallocate`] is on:
+/// 64 KiB (or `segment_bytes`, if smaller). The reservation then doubles ahead of the
+/// writes, up to `segment_bytes`, so an idle store costs kilobytes of disk, not a
+/// whole segment.
+pub const RESERVE_START: u64 = 64 << 10;
 
 /// A segmented write-ahead log opened for appending.
 #[derive(Debug)]
@@ -139,6 +160,30 @@ pub struct Wal {
     /// Bytes staged and not yet written to the OS.
     unwritten: AtomicU64,
     failed: OnceLock<Arc<Error>>,
+    /// The checkpointer's byte trigger: a nudge when [`Wal::staged_bytes`] reaches a
+    /// threshold.
+    watch: ByteWatch,
+}
+
+/// A callback the log runs when its staged bytes reach a threshold.
+pub(crate) type Nudge = Arc<dyn Fn() + Send + Sync>;
+
+/// The byte watch of a [`Wal`]: armed with a threshold of [`Wal::staged_bytes`] and
+/// a callback, it runs the callback once, from the first write that sees the
+/// threshold reached (so a scheduler need not poll the byte count).
+#[derive(Default)]
+struct ByteWatch {
+    /// `u64::MAX` when disarmed.
+    at: AtomicU64,
+    nudge: Mutex<Option<Nudge>>,
+}
+
+impl std::fmt::Debug for ByteWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByteWatch")
+            .field("at", &self.at.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Wal {
@@ -178,6 +223,10 @@ impl Wal {
             staged_bytes: AtomicU64::new(0),
             unwritten: AtomicU64::new(0),
             failed: OnceLock::new(),
+            watch: ByteWatch {
+                at: AtomicU64::new(u64::MAX),
+                nudge: Mutex::new(None),
+            },
         }
     }
 
@@ -457,6 +506,16 @@ impl Wal {
     /// (`must_write == false`) returns at once while the staged bytes are within the
     /// bound, and the next writer writes its chunk; a caller that needs its record
     /// written waits for the rotation (until `deadline`: `None` when it passed).
+    ///
+    /// A transient failure to create the new segment (see [`is_transient`]) puts the
+    /// chunks back, in order, and is returned as [`Error::SegmentUnavailable`] to a
+    /// caller that needed the write; the log stays writable and the next write or sync
+    /// tries again. A caller that only queues its record gets `Ok` while the staged
+    /// bytes are within the bound.
+    ///
+    /// After the writes, the active segment's reservation grows ahead of them (see
+    /// [`WalOptions::preallocate`]), with the I/O mutex released, and the byte watch
+    /// runs its nudge if its threshold was reached.
     fn write_staged<'a>(
         &'a self,
         mut io: MutexGuard<'a, Io>,
@@ -480,8 +539,9 @@ impl Wal {
         let chunks = mem::take(&mut lock(&self.staged).chunks);
         // The chunks are out of the staging list: if anything below panics, they are
         // lost, so the log must not acknowledge anything any more.
-        let _fail = FailOnPanic(self, "write");
-        for chunk in chunks {
+        let fail_on_panic = FailOnPanic(self, "write");
+        let mut chunks = chunks.into_iter();
+        while let Some(chunk) = chunks.next() {
             let file = match &io.active {
                 Some((seg, f)) if *seg == chunk.segment => Arc::clone(f),
                 _ => {
@@ -493,9 +553,28 @@ impl Wal {
                     io.rotating = false;
                     self.rotated.notify_all();
                     mem::forget(rotation);
-                    let file = created?;
+                    let (file, reserved) = match created {
+                        Ok(c) => c,
+                        Err(e @ Error::SegmentUnavailable { .. }) => {
+                            // Nothing of this chunk or the ones after it was written:
+                            // back to the front of the staging list, in order.
+                            let mut st = lock(&self.staged);
+                            let later = mem::take(&mut st.chunks);
+                            st.chunks = std::iter::once(chunk).chain(chunks).collect();
+                            st.chunks.extend(later);
+                            drop(st);
+                            mem::forget(fail_on_panic);
+                            if !must_write && self.staged_unwritten_bytes() <= self.max_staged {
+                                return Ok(Some(io));
+                            }
+                            return Err(e);
+                        }
+                        Err(e) => return Err(e),
+                    };
                     io.dir_dirty = true;
                     io.active = Some((chunk.segment, Arc::clone(&file)));
+                    io.reserved = reserved;
+                    io.active_end = 0;
                     file
                 }
             };
@@ -504,19 +583,110 @@ impl Wal {
             if !io.dirty.iter().any(|(_, f)| Arc::ptr_eq(f, &file)) {
                 io.dirty.push((chunk.segment, file));
             }
+            io.active_end = io
+                .active_end
+                .max(chunk.offset.saturating_add(chunk.bytes.len() as u64));
             self.unwritten
                 .fetch_sub(chunk.bytes.len() as u64, Ordering::AcqRel);
             self.written.fetch_max(chunk.last_seq, Ordering::AcqRel);
         }
+        drop(fail_on_panic);
+        let io = self.grow_reservation(io);
+        self.check_watch();
         Ok(Some(io))
+    }
+
+    /// Grows the active segment's reservation when the writes have passed half of
+    /// it: to twice the reservation (or more, to stay ahead of the writes), at most
+    /// `segment_bytes`. The `fallocate` runs with the I/O mutex released, by one
+    /// thread at a time; nobody waits for it (a write past the reservation simply
+    /// extends the file). A failure is logged at WARN and ends growth for this
+    /// segment: the reservation is only an optimisation.
+    ///
+    /// Durability does not depend on the reservation: `fdatasync` persists a size
+    /// change with the data. What the reservation buys is that most syncs find the
+    /// blocks already allocated and the size unchanged, so they do not also commit an
+    /// allocation and a size update, and a segment is unlikely to hit `ENOSPC` midway.
+    fn grow_reservation<'a>(&'a self, mut io: MutexGuard<'a, Io>) -> MutexGuard<'a, Io> {
+        let max = self.opts.segment_bytes;
+        if !self.opts.preallocate
+            || io.growing
+            || io.reserved >= max
+            || io.active_end.saturating_mul(2) <= io.reserved
+        {
+            return io;
+        }
+        let Some((segment, file)) = io.active.as_ref().map(|(s, f)| (*s, Arc::clone(f))) else {
+            return io;
+        };
+        let mut target = io.reserved.max(RESERVE_START);
+        while target < max && io.active_end.saturating_mul(2) > target {
+            target = target.saturating_mul(2);
+        }
+        let target = target.min(max);
+        io.growing = true;
+        drop(io);
+        let grown = file.allocate(target);
+        let mut io = lock(&self.io);
+        io.growing = false;
+        if io.active.as_ref().is_some_and(|(s, _)| *s == segment) {
+            match grown {
+                Ok(()) => io.reserved = io.reserved.max(target),
+                Err(e) => {
+                    tracing::warn!(segment = %self.segment_path(segment).display(), error = %e,
+                        bytes = target, "could not grow a WAL segment's reservation; writing without it");
+                    io.reserved = max;
+                }
+            }
+        }
+        io
+    }
+
+    /// Arms the byte watch: `nudge` runs once, from the first write after
+    /// [`Wal::staged_bytes`] reaches `at` (at once from this call if it already has).
+    /// `None` disarms it.
+    pub(crate) fn watch_bytes(&self, at: u64, nudge: Option<Nudge>) {
+        let armed = nudge.is_some();
+        *lock(&self.watch.nudge) = nudge;
+        self.watch
+            .at
+            .store(if armed { at } else { u64::MAX }, Ordering::Release);
+        if armed {
+            self.check_watch();
+        }
+    }
+
+    /// Runs the byte watch's nudge (once) if its threshold was reached.
+    fn check_watch(&self) {
+        let at = self.watch.at.load(Ordering::Acquire);
+        if at == u64::MAX || self.staged_bytes() < at {
+            return;
+        }
+        if self
+            .watch
+            .at
+            .compare_exchange(at, u64::MAX, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let nudge = lock(&self.watch.nudge).clone();
+            if let Some(nudge) = nudge {
+                nudge();
+            }
+        }
     }
 
     /// Syncs every earlier segment's data and the directory (so that a crash can tear
     /// only the last segment, and cannot keep a new segment while losing an older
-    /// one), then creates and preallocates segment `first`. Waits for a group commit
-    /// in flight: its files were taken from the dirty list and are synced only when it
-    /// releases the disk lock.
-    fn create_segment(&self, first: Seq) -> Result<Arc<dyn FsFile>> {
+    /// one), then creates segment `first` and reserves its first step (see
+    /// [`WalOptions::preallocate`]); returns the file and the bytes reserved. Waits
+    /// for a group commit in flight: its files were taken from the dirty list and are
+    /// synced only when it releases the disk lock.
+    ///
+    /// A transient failure of the create ([`is_transient`]: too many open files, a
+    /// full disk or quota) is [`Error::SegmentUnavailable`] and leaves the log
+    /// writable: the segment holds no record yet, so nothing is lost, and a later
+    /// call tries again. Any other failure makes the log read-only.
+    fn create_segment(&self, first: Seq) -> Result<(Arc<dyn FsFile>, u64)> {
         {
             // Without a deadline `lock_disk` always returns `Some`.
             let _disk = if mutant!(RotationRace) {
@@ -534,20 +704,30 @@ impl Wal {
             self.sync_files(&files, dir_dirty)?;
         }
         let path = self.segment_path(first);
-        let file: Arc<dyn FsFile> = Arc::from(
-            self.fs
-                .create_new(&path)
-                .map_err(|e| self.fail(Error::io("create segment", &path, e)))?,
-        );
-        if self.opts.preallocate {
-            // Only a reservation: the segment is still empty, so nothing is lost.
-            if let Err(e) = file.allocate(self.opts.segment_bytes) {
+        let file: Arc<dyn FsFile> = match self.fs.create_new(&path) {
+            Ok(f) => Arc::from(f),
+            Err(e) if is_transient(&e) => {
                 tracing::warn!(segment = %path.display(), error = %e,
-                    "could not preallocate a WAL segment; using it without a reservation");
+                    "could not create a WAL segment (transient); records stay staged and the next write retries");
+                return Err(Error::SegmentUnavailable { path, source: e });
+            }
+            Err(e) => return Err(self.fail(Error::io("create segment", &path, e))),
+        };
+        let mut reserved = 0;
+        if self.opts.preallocate {
+            let step = RESERVE_START.min(self.opts.segment_bytes);
+            // Only a reservation: the segment is still empty, so nothing is lost.
+            match file.allocate(step) {
+                Ok(()) => reserved = step,
+                Err(e) => {
+                    tracing::warn!(segment = %path.display(), error = %e,
+                        "could not preallocate a WAL segment; using it without a reservation");
+                    reserved = self.opts.segment_bytes;
+                }
             }
         }
         tracing::debug!(segment = %path.display(), first_seq = first, "WAL segment created");
-        Ok(file)
+        Ok((file, reserved))
     }
 
     /// Removes every segment whose records all have seq `<= through`, never the newest
@@ -565,6 +745,27 @@ impl Wal {
             }
         }
         Ok(out)
+    }
+}
+
+/// Whether a failure to create a file is worth retrying later: too many open files
+/// (`EMFILE`, `ENFILE`), no space or quota left (`ENOSPC`, `EDQUOT`), or no kernel
+/// memory (`ENOMEM`).
+pub(crate) fn is_transient(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    let transient = [
+        Errno::MFILE,
+        Errno::NFILE,
+        Errno::NOSPC,
+        Errno::DQUOT,
+        Errno::NOMEM,
+    ];
+    match e.raw_os_error() {
+        Some(code) => transient.iter().any(|t| t.raw_os_error() == code),
+        None => matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::OutOfMemory
+        ),
     }
 }
 
