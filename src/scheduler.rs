@@ -156,17 +156,6 @@ pub(crate) enum Trigger {
     Bytes,
 }
 
-/// What a scheduler runs: one store's checkpoints. (The store implements it; the
-/// scheduler uses [`Watched`], which also reports whether a run found nothing to
-/// do.)
-#[allow(dead_code)]
-pub(crate) trait Target: Send + Sync {
-    /// Runs one checkpoint; its outcome is the target's to log and count.
-    fn run(&self, trigger: Trigger);
-    /// WAL bytes appended since the last checkpoint started.
-    fn wal_bytes_since_checkpoint(&self) -> u64;
-}
-
 /// One store as the scheduler sees it.
 pub(crate) trait Watched: Send + Sync {
     /// Runs one checkpoint (logged and counted by the store). Returns `true` when it

@@ -54,7 +54,7 @@ use crate::checkpoint::{CheckpointMode, CheckpointReport, CheckpointStats, Check
 use crate::error::{Error, Result};
 use crate::fs::{Fs, LockGuard};
 use crate::position::{Position, PositionCell, Positions};
-use crate::scheduler::{Attached, Target, Trigger};
+use crate::scheduler::Attached;
 use crate::util::lock;
 use crate::wal::Wal;
 use crate::{Options, Seq, State, SyncPolicy, Versioned};
@@ -515,19 +515,5 @@ impl<S: State> Inner<S> {
     /// Runs one checkpoint of this store.
     pub(crate) fn checkpoint(&self, mode: CheckpointMode) -> Result<CheckpointReport> {
         self.ck.run(&self.source(), mode)
-    }
-}
-
-impl<S: State> Target for Inner<S> {
-    fn run(&self, trigger: Trigger) {
-        let mode = match trigger {
-            Trigger::Periodic => CheckpointMode::Periodic,
-            Trigger::Bytes => CheckpointMode::Bytes,
-        };
-        // The outcome is logged and counted by `checkpoint`.
-        let _ = self.checkpoint(mode);
-    }
-    fn wal_bytes_since_checkpoint(&self) -> u64 {
-        self.ck.wal_bytes_since(&self.wal)
     }
 }
