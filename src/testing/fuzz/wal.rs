@@ -107,6 +107,31 @@ fn scan_model(data: &[u8]) -> Option<SegmentModel> {
     })
 }
 
+/// [`expect_replay`] for a segment file named `first`: a segment named 0 is never
+/// valid (seqs start at 1), whatever it holds: a typed error at offset 0, or moved
+/// aside under `SalvagePrefix`.
+fn expect_named(
+    data: &[u8],
+    model: Option<&SegmentModel>,
+    first: Seq,
+    after: Seq,
+    policy: RecoveryPolicy,
+) -> Expect {
+    if first != 0 {
+        return expect_replay(data, model, after, policy);
+    }
+    match policy {
+        RecoveryPolicy::SalvagePrefix => Expect::Ok {
+            events: Vec::new(),
+            next_seq: after + 1,
+            torn: None,
+            removed: false,
+            quarantined: true,
+        },
+        _ => Expect::Err("Corrupt", Some(0)),
+    }
+}
+
 fn expect_replay(
     data: &[u8],
     model: Option<&SegmentModel>,
@@ -169,7 +194,7 @@ fn check_replay(
 ) {
     let path = wal_dir().join(format::segment_name(first));
     let fs = sim_with([(path.clone(), data.to_vec())]);
-    let expect = expect_replay(data, model, after, policy);
+    let expect = expect_named(data, model, first, after, policy);
     let mut events = Vec::new();
     let mut seqs = Vec::new();
     let got = crate::wal::replay(fs.as_ref(), &wal_dir(), after, None, policy, |rec, p| {
@@ -254,7 +279,13 @@ fn check_segment(data: &[u8]) {
     }
     // A store recovers from seq 0: only a segment that starts there can stand alone.
     if first <= 1 {
-        let expect = expect_replay(data, model.as_ref(), 0, RecoveryPolicy::TolerateTornTail);
+        let expect = expect_named(
+            data,
+            model.as_ref(),
+            first,
+            0,
+            RecoveryPolicy::TolerateTornTail,
+        );
         let path = wal_dir().join(format::segment_name(first));
         check_store(vec![(path, data.to_vec())], &expect, FuzzState::default());
     }
