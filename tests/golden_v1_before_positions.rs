@@ -14,19 +14,6 @@ fn event(n: u64) -> Entry {
     Entry::padded((n % 3) as u32, n, (n * 37 % 200) as usize)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_v1_store_without_positions_records_still_opens() {
     let golden =

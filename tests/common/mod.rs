@@ -85,6 +85,21 @@ pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     v
 }
 
+/// Copies the directory tree `from` into `to` (a committed golden store into a
+/// temporary directory, so that opening it never changes the original).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// Snapshot files in `dir/snap`, sorted.
 pub fn snapshots(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir.join("snap"))
