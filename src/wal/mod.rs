@@ -61,7 +61,7 @@ use std::mem;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::format::{self, SegmentHeader};
@@ -70,6 +70,8 @@ use crate::util::lock;
 use crate::Seq;
 
 mod replay;
+mod segment;
+mod sync;
 
 pub use replay::{list_segments, replay, ReplayReport};
 
@@ -376,129 +378,6 @@ impl Wal {
         self.write_staged(lock(&self.io), false, None).map(drop)
     }
 
-    /// Makes every record through `seq` durable (one `fdatasync` per dirty segment,
-    /// plus the directory when a segment was created). Concurrent callers share the
-    /// sync: whoever holds the sync lock covers everything written before it.
-    pub fn sync_through(&self, seq: Seq) -> Result<Seq> {
-        self.sync_until(seq, None)
-            .map(|done| done.unwrap_or_else(|| self.durable_seq()))
-    }
-
-    /// Makes everything staged so far durable.
-    pub fn sync_all(&self) -> Result<Seq> {
-        let last = lock(&self.staged).next_seq.saturating_sub(1);
-        self.sync_through(last)
-    }
-
-    /// Like [`Wal::sync_all`], but gives up waiting after `timeout`: returns
-    /// `Ok(None)` when another thread's group commit or rotation, stuck on the disk,
-    /// did not finish in time (that thread keeps going; nothing is lost or marked
-    /// failed). Waits on other threads are bounded; an `fdatasync` this call itself
-    /// started cannot be interrupted and is waited for.
-    pub fn sync_all_timeout(&self, timeout: Duration) -> Result<Option<Seq>> {
-        let last = lock(&self.staged).next_seq.saturating_sub(1);
-        // A timeout too long to represent is no deadline.
-        self.sync_until(last, Instant::now().checked_add(timeout))
-    }
-
-    /// [`Wal::sync_through`] with an optional deadline for the waits on other threads;
-    /// `Ok(None)` when it passed.
-    fn sync_until(&self, seq: Seq, deadline: Option<Instant>) -> Result<Option<Seq>> {
-        let mut leader = lock(&self.sync_lock);
-        loop {
-            let durable = self.durable.load(Ordering::Acquire);
-            if durable >= seq {
-                return Ok(Some(durable));
-            }
-            self.check_writable()?;
-            if !*leader {
-                break;
-            }
-            // A sync is running; it may cover `seq`. All followers wake together when
-            // it ends (a mutex queue would hand over one waiter at a time).
-            let (guard, timed_out) = wait_until(&self.sync_done, leader, deadline);
-            leader = guard;
-            if timed_out {
-                return Ok(None);
-            }
-        }
-        *leader = true;
-        drop(leader);
-        // Hands leadership back however `sync_once` ends (even by a panic in an `Fs`).
-        struct Handback<'a>(&'a Wal);
-        impl Drop for Handback<'_> {
-            fn drop(&mut self) {
-                *lock(&self.0.sync_lock) = false;
-                self.0.sync_done.notify_all();
-            }
-        }
-        let _handback = Handback(self);
-        self.sync_once(deadline)
-    }
-
-    /// One group commit: write what is staged now, sync every dirty segment (and the
-    /// directory if a segment was created), publish the new durable seq.
-    fn sync_once(&self, deadline: Option<Instant>) -> Result<Option<Seq>> {
-        match self.write_staged(lock(&self.io), true, deadline)? {
-            Some(io) => drop(io),
-            None => return Ok(None),
-        }
-        let Some(_disk) = self.lock_disk(deadline)? else {
-            return Ok(None);
-        };
-        let (files, dir_dirty, written) = {
-            let mut io = lock(&self.io);
-            (
-                mem::take(&mut io.dirty),
-                mem::replace(&mut io.dir_dirty, false),
-                self.written.load(Ordering::Acquire),
-            )
-        };
-        if mutant!(AckBeforeSync) {
-            self.durable.fetch_max(written, Ordering::AcqRel);
-        }
-        self.sync_files(&files, dir_dirty)?;
-        // Another thread's failure may have been reported by the OS to it alone.
-        self.check_writable()?;
-        self.durable.fetch_max(written, Ordering::AcqRel);
-        Ok(Some(written))
-    }
-
-    /// Takes the disk lock (waiting until `deadline`), then checks that no earlier
-    /// holder failed. Without a deadline the result is always `Some`.
-    fn lock_disk(&self, deadline: Option<Instant>) -> Result<Option<DiskGuard<'_>>> {
-        let mut busy = lock(&self.disk);
-        while *busy {
-            let (guard, timed_out) = wait_until(&self.disk_free, busy, deadline);
-            busy = guard;
-            if timed_out {
-                return Ok(None);
-            }
-        }
-        *busy = true;
-        drop(busy);
-        let guard = DiskGuard(self);
-        self.check_writable()?;
-        Ok(Some(guard))
-    }
-
-    /// Syncs `files` and, if `dir`, the directory. Runs under the disk lock; the files
-    /// were taken from the dirty list, so any failure (or panic) fails the log before
-    /// the disk lock is released.
-    fn sync_files(&self, files: &[Segment], dir: bool) -> Result<()> {
-        let _fail = FailOnPanic(self, "fdatasync");
-        for (first, f) in files {
-            f.sync_data()
-                .map_err(|e| self.fail(Error::io("fdatasync", self.segment_path(*first), e)))?;
-        }
-        if dir {
-            self.fs
-                .sync_dir(&self.dir)
-                .map_err(|e| self.fail(Error::io("fsync dir", &self.dir, e)))?;
-        }
-        Ok(())
-    }
-
     /// Writes the chunks staged now, in order, once. A chunk for a new segment rotates:
     /// the earlier segments and the directory are synced and the new file is created
     /// with the I/O mutex *released*, so no appender waits on the disk for a rotation.
@@ -596,140 +475,6 @@ impl Wal {
         Ok(Some(io))
     }
 
-    /// Grows the active segment's reservation when the writes have passed half of
-    /// it: to twice the reservation (or more, to stay ahead of the writes), at most
-    /// `segment_bytes`. The `fallocate` runs with the I/O mutex released, by one
-    /// thread at a time; nobody waits for it (a write past the reservation simply
-    /// extends the file). A failure is logged at WARN and ends growth for this
-    /// segment: the reservation is only an optimisation.
-    ///
-    /// Durability does not depend on the reservation: `fdatasync` persists a size
-    /// change with the data. What the reservation buys is that most syncs find the
-    /// blocks already allocated and the size unchanged, so they do not also commit an
-    /// allocation and a size update, and a segment is unlikely to hit `ENOSPC` midway.
-    fn grow_reservation<'a>(&'a self, mut io: MutexGuard<'a, Io>) -> MutexGuard<'a, Io> {
-        let max = self.opts.segment_bytes;
-        if !self.opts.preallocate
-            || io.growing
-            || io.reserved >= max
-            || io.active_end.saturating_mul(2) <= io.reserved
-        {
-            return io;
-        }
-        let Some((segment, file)) = io.active.as_ref().map(|(s, f)| (*s, Arc::clone(f))) else {
-            return io;
-        };
-        let mut target = io.reserved.max(RESERVE_START);
-        while target < max && io.active_end.saturating_mul(2) > target {
-            target = target.saturating_mul(2);
-        }
-        let target = target.min(max);
-        io.growing = true;
-        drop(io);
-        let grown = file.allocate(target);
-        let mut io = lock(&self.io);
-        io.growing = false;
-        if io.active.as_ref().is_some_and(|(s, _)| *s == segment) {
-            match grown {
-                Ok(()) => io.reserved = io.reserved.max(target),
-                Err(e) => {
-                    tracing::warn!(segment = %self.segment_path(segment).display(), error = %e,
-                        bytes = target, "could not grow a WAL segment's reservation; writing without it");
-                    io.reserved = max;
-                }
-            }
-        }
-        io
-    }
-
-    /// Arms the byte watch: `nudge` runs once, from the first write after
-    /// [`Wal::staged_bytes`] reaches `at` (at once from this call if it already has).
-    /// `None` disarms it.
-    pub(crate) fn watch_bytes(&self, at: u64, nudge: Option<Nudge>) {
-        let armed = nudge.is_some();
-        *lock(&self.watch.nudge) = nudge;
-        self.watch
-            .at
-            .store(if armed { at } else { u64::MAX }, Ordering::Release);
-        if armed {
-            self.check_watch();
-        }
-    }
-
-    /// Runs the byte watch's nudge (once) if its threshold was reached.
-    fn check_watch(&self) {
-        let at = self.watch.at.load(Ordering::Acquire);
-        if at == u64::MAX || self.staged_bytes() < at {
-            return;
-        }
-        if self
-            .watch
-            .at
-            .compare_exchange(at, u64::MAX, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            let nudge = lock(&self.watch.nudge).clone();
-            if let Some(nudge) = nudge {
-                nudge();
-            }
-        }
-    }
-
-    /// Syncs every earlier segment's data and the directory (so that a crash can tear
-    /// only the last segment, and cannot keep a new segment while losing an older
-    /// one), then creates segment `first` and reserves its first step (see
-    /// [`WalOptions::preallocate`]); returns the file and the bytes reserved. Waits
-    /// for a group commit in flight: its files were taken from the dirty list and are
-    /// synced only when it releases the disk lock.
-    ///
-    /// A transient failure of the create ([`is_transient`]: too many open files, a
-    /// full disk or quota) is [`Error::SegmentUnavailable`] and leaves the log
-    /// writable: the segment holds no record yet, so nothing is lost, and a later
-    /// call tries again. Any other failure makes the log read-only.
-    fn create_segment(&self, first: Seq) -> Result<(Arc<dyn FsFile>, u64)> {
-        {
-            // Without a deadline `lock_disk` always returns `Some`.
-            let _disk = if mutant!(RotationRace) {
-                None
-            } else {
-                self.lock_disk(None)?
-            };
-            let (files, dir_dirty) = {
-                let mut io = lock(&self.io);
-                (
-                    mem::take(&mut io.dirty),
-                    mem::replace(&mut io.dir_dirty, false),
-                )
-            };
-            self.sync_files(&files, dir_dirty)?;
-        }
-        let path = self.segment_path(first);
-        let file: Arc<dyn FsFile> = match self.fs.create_new(&path) {
-            Ok(f) => Arc::from(f),
-            Err(e) if is_transient(&e) => {
-                tracing::warn!(segment = %path.display(), error = %e,
-                    "could not create a WAL segment (transient); records stay staged and the next write retries");
-                return Err(Error::SegmentUnavailable { path, source: e });
-            }
-            Err(e) => return Err(self.fail(Error::io("create segment", &path, e))),
-        };
-        let mut reserved = 0;
-        if self.opts.preallocate {
-            let step = RESERVE_START.min(self.opts.segment_bytes);
-            // Only a reservation: the segment is still empty, so nothing is lost.
-            match file.allocate(step) {
-                Ok(()) => reserved = step,
-                Err(e) => {
-                    tracing::warn!(segment = %path.display(), error = %e,
-                        "could not preallocate a WAL segment; using it without a reservation");
-                    reserved = self.opts.segment_bytes;
-                }
-            }
-        }
-        tracing::debug!(segment = %path.display(), first_seq = first, "WAL segment created");
-        Ok((file, reserved))
-    }
-
     /// Removes every segment whose records all have seq `<= through`, never the newest
     /// segment on disk. Returns the outcome for each segment it tried to remove.
     pub fn purge_through(&self, through: Seq) -> Result<Vec<(PathBuf, std::io::Result<()>)>> {
@@ -745,27 +490,6 @@ impl Wal {
             }
         }
         Ok(out)
-    }
-}
-
-/// Whether a failure to create a file is worth retrying later: too many open files
-/// (`EMFILE`, `ENFILE`), no space or quota left (`ENOSPC`, `EDQUOT`), or no kernel
-/// memory (`ENOMEM`).
-pub(crate) fn is_transient(e: &io::Error) -> bool {
-    use rustix::io::Errno;
-    let transient = [
-        Errno::MFILE,
-        Errno::NFILE,
-        Errno::NOSPC,
-        Errno::DQUOT,
-        Errno::NOMEM,
-    ];
-    match e.raw_os_error() {
-        Some(code) => transient.iter().any(|t| t.raw_os_error() == code),
-        None => matches!(
-            e.kind(),
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::OutOfMemory
-        ),
     }
 }
 

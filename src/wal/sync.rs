@@ -1,0 +1,137 @@
+//! Group commit: one `fdatasync` per dirty segment for every waiting appender, under
+//! the disk lock.
+//!
+//! Every WAL `fdatasync` and every fsync of the directory runs under one disk lock
+//! that no appender's writer section needs (I3), so two syncs of one segment never
+//! race: on Linux only one of them would see a writeback error. The failed flag is
+//! checked on taking the lock and before `durable` advances (I1). A leader covers
+//! what was staged when it started, never what keeps arriving (I9).
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+impl Wal {
+    /// Makes every record through `seq` durable (one `fdatasync` per dirty segment,
+    /// plus the directory when a segment was created). Concurrent callers share the
+    /// sync: whoever holds the sync lock covers everything written before it.
+    pub fn sync_through(&self, seq: Seq) -> Result<Seq> {
+        self.sync_until(seq, None)
+            .map(|done| done.unwrap_or_else(|| self.durable_seq()))
+    }
+
+    /// Makes everything staged so far durable.
+    pub fn sync_all(&self) -> Result<Seq> {
+        let last = lock(&self.staged).next_seq.saturating_sub(1);
+        self.sync_through(last)
+    }
+
+    /// Like [`Wal::sync_all`], but gives up waiting after `timeout`: returns
+    /// `Ok(None)` when another thread's group commit or rotation, stuck on the disk,
+    /// did not finish in time (that thread keeps going; nothing is lost or marked
+    /// failed). Waits on other threads are bounded; an `fdatasync` this call itself
+    /// started cannot be interrupted and is waited for.
+    pub fn sync_all_timeout(&self, timeout: Duration) -> Result<Option<Seq>> {
+        let last = lock(&self.staged).next_seq.saturating_sub(1);
+        // A timeout too long to represent is no deadline.
+        self.sync_until(last, Instant::now().checked_add(timeout))
+    }
+
+    /// [`Wal::sync_through`] with an optional deadline for the waits on other threads;
+    /// `Ok(None)` when it passed.
+    pub(super) fn sync_until(&self, seq: Seq, deadline: Option<Instant>) -> Result<Option<Seq>> {
+        let mut leader = lock(&self.sync_lock);
+        loop {
+            let durable = self.durable.load(Ordering::Acquire);
+            if durable >= seq {
+                return Ok(Some(durable));
+            }
+            self.check_writable()?;
+            if !*leader {
+                break;
+            }
+            // A sync is running; it may cover `seq`. All followers wake together when
+            // it ends (a mutex queue would hand over one waiter at a time).
+            let (guard, timed_out) = wait_until(&self.sync_done, leader, deadline);
+            leader = guard;
+            if timed_out {
+                return Ok(None);
+            }
+        }
+        *leader = true;
+        drop(leader);
+        // Hands leadership back however `sync_once` ends (even by a panic in an `Fs`).
+        struct Handback<'a>(&'a Wal);
+        impl Drop for Handback<'_> {
+            fn drop(&mut self) {
+                *lock(&self.0.sync_lock) = false;
+                self.0.sync_done.notify_all();
+            }
+        }
+        let _handback = Handback(self);
+        self.sync_once(deadline)
+    }
+
+    /// One group commit: write what is staged now, sync every dirty segment (and the
+    /// directory if a segment was created), publish the new durable seq.
+    pub(super) fn sync_once(&self, deadline: Option<Instant>) -> Result<Option<Seq>> {
+        match self.write_staged(lock(&self.io), true, deadline)? {
+            Some(io) => drop(io),
+            None => return Ok(None),
+        }
+        let Some(_disk) = self.lock_disk(deadline)? else {
+            return Ok(None);
+        };
+        let (files, dir_dirty, written) = {
+            let mut io = lock(&self.io);
+            (
+                mem::take(&mut io.dirty),
+                mem::replace(&mut io.dir_dirty, false),
+                self.written.load(Ordering::Acquire),
+            )
+        };
+        if mutant!(AckBeforeSync) {
+            self.durable.fetch_max(written, Ordering::AcqRel);
+        }
+        self.sync_files(&files, dir_dirty)?;
+        // Another thread's failure may have been reported by the OS to it alone.
+        self.check_writable()?;
+        self.durable.fetch_max(written, Ordering::AcqRel);
+        Ok(Some(written))
+    }
+
+    /// Takes the disk lock (waiting until `deadline`), then checks that no earlier
+    /// holder failed. Without a deadline the result is always `Some`.
+    pub(super) fn lock_disk(&self, deadline: Option<Instant>) -> Result<Option<DiskGuard<'_>>> {
+        let mut busy = lock(&self.disk);
+        while *busy {
+            let (guard, timed_out) = wait_until(&self.disk_free, busy, deadline);
+            busy = guard;
+            if timed_out {
+                return Ok(None);
+            }
+        }
+        *busy = true;
+        drop(busy);
+        let guard = DiskGuard(self);
+        self.check_writable()?;
+        Ok(Some(guard))
+    }
+
+    /// Syncs `files` and, if `dir`, the directory. Runs under the disk lock; the files
+    /// were taken from the dirty list, so any failure (or panic) fails the log before
+    /// the disk lock is released.
+    pub(super) fn sync_files(&self, files: &[Segment], dir: bool) -> Result<()> {
+        let _fail = FailOnPanic(self, "fdatasync");
+        for (first, f) in files {
+            f.sync_data()
+                .map_err(|e| self.fail(Error::io("fdatasync", self.segment_path(*first), e)))?;
+        }
+        if dir {
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|e| self.fail(Error::io("fsync dir", &self.dir, e)))?;
+        }
+        Ok(())
+    }
+}
