@@ -41,9 +41,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{panic_message, stopped, STORE_DIR};
+use super::{stopped, STORE_DIR};
 use crate::testing::sim::{Choices, Rng, Scheduler, SimFs};
 use crate::util::lock;
+use crate::util::panic_message;
 use crate::{
     CheckpointOutcome, CheckpointerConfig, CloseOptions, Options, Position, State, Store,
     SyncPolicy,
@@ -441,7 +442,7 @@ impl ConcurrentChecker {
         }));
         let mut problem = lock(&problems).first().cloned();
         if let Err(panic) = result {
-            problem = Some(format!("panic: {}", panic_message(&panic)));
+            problem = Some(format!("panic: {}", panic_message(panic.as_ref())));
         }
         let truth = lock(&truth).clone();
         Run {
@@ -629,7 +630,10 @@ impl ConcurrentChecker {
         }));
         match result {
             Ok(r) => r,
-            Err(panic) => Err(format!("panic during recovery: {}", panic_message(&panic))),
+            Err(panic) => Err(format!(
+                "panic during recovery: {}",
+                panic_message(panic.as_ref())
+            )),
         }
     }
 }

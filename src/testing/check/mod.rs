@@ -60,6 +60,7 @@ pub use concurrent::{
 pub use workload::{tick, Op, Tally, Tick, Workload};
 
 use crate::testing::sim::{is_crash, Choices, Rng, SimFs};
+use crate::util::panic_message;
 use crate::{CheckpointOutcome, CloseOptions, Error, Seq, State, Store, SyncPolicy};
 
 /// Where the checker puts the store inside the simulated file system.
@@ -388,7 +389,7 @@ where
             Ok(Err(what)) => Some(what),
             Err(panic) => Some(format!(
                 "panic while running the workload: {}",
-                panic_message(&panic)
+                panic_message(panic.as_ref())
             )),
         };
         (fs, progress, problem)
@@ -591,7 +592,10 @@ where
         }));
         match result {
             Ok(r) => r,
-            Err(panic) => Err(format!("panic during recovery: {}", panic_message(&panic))),
+            Err(panic) => Err(format!(
+                "panic during recovery: {}",
+                panic_message(panic.as_ref())
+            )),
         }
     }
 }
@@ -608,12 +612,4 @@ fn stopped(fs: &SimFs, what: &str, e: Error) -> Checked<()> {
     } else {
         Err(format!("{what} failed without a crash: {e}"))
     }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(not a string)".to_owned())
 }
