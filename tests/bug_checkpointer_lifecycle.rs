@@ -50,6 +50,33 @@ fn hooked_opts(
     opts(SyncPolicy::Never).fs(Arc::new(HookedFs::new(hook)))
 }
 
+/// Options whose file system parks the first `op` on a snapshot temp file until the
+/// returned sender sends (or 60 s pass); the flag says when it is parked.
+fn park_first_on_a_temp_file(
+    parked_op: Op,
+) -> (
+    snapwal::Options,
+    Arc<AtomicBool>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let parked = Arc::new(AtomicBool::new(false));
+    let o = {
+        let parked = Arc::clone(&parked);
+        hooked_opts(move |op, path| {
+            if op == parked_op && is_temp(path) && !parked.swap(true, Ordering::SeqCst) {
+                let _ = release_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(60));
+            }
+            Ok(())
+        })
+    };
+    (o, parked, release_tx)
+}
+
 /// Bug 9: `close` on a store attached to a shared scheduler must cancel that store's
 /// running checkpoint (not wait for it to finish) and leave the other stores alone.
 #[test]
@@ -190,21 +217,7 @@ fn bug_close_returns_while_checkpoint_still_unlinks() {
 #[test]
 fn close_reports_a_stuck_checkpoint_as_still_closing() {
     let dir = tempfile::tempdir().unwrap();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let release_rx = Mutex::new(release_rx);
-    let parked = Arc::new(AtomicBool::new(false));
-    let o = {
-        let parked = Arc::clone(&parked);
-        hooked_opts(move |op, path| {
-            if op == Op::SyncData && is_temp(path) && !parked.swap(true, Ordering::SeqCst) {
-                let _ = release_rx
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(60));
-            }
-            Ok(())
-        })
-    };
+    let (o, parked, release_tx) = park_first_on_a_temp_file(Op::SyncData);
     let store: Store<Ledger> = Store::open(dir.path(), o.keep_snapshots(1)).unwrap();
     let events: Vec<Entry> = (0..5_000).map(|n| Entry::padded(1, n, 64)).collect();
     for e in &events {
@@ -524,21 +537,7 @@ fn bug_final_checkpoint_busy_reported_as_ran() {
 
     // Stuck past the final checkpoint's deadline: reported as not run, with a WARN.
     let dir = tempfile::tempdir().unwrap();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let release_rx = Mutex::new(release_rx);
-    let parked = Arc::new(AtomicBool::new(false));
-    let o = {
-        let parked = Arc::clone(&parked);
-        hooked_opts(move |op, path| {
-            if op == Op::Write && is_temp(path) && !parked.swap(true, Ordering::SeqCst) {
-                let _ = release_rx
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(60));
-            }
-            Ok(())
-        })
-    };
+    let (o, parked, release_tx) = park_first_on_a_temp_file(Op::Write);
     let store: Store<Blobs> = Store::open(dir.path(), o).unwrap();
     store.append_batch(&batch).unwrap();
     store
