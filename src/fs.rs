@@ -268,3 +268,55 @@ pub(crate) fn move_aside(fs: &dyn Fs, path: &Path) -> io::Result<std::path::Path
     }
     Err(last.unwrap_or_else(|| io::ErrorKind::AlreadyExists.into()))
 }
+
+/// Directories whose own entries (and those of the directories made in them) must be
+/// durable before anything written under them is acknowledged as durable, synced
+/// once, by the first durable write that needs them.
+///
+/// Opening a new store creates its directories but syncs nothing: until a record is
+/// acknowledged as durable or a snapshot is installed there is nothing a power loss
+/// could take away that was promised. The first group commit that makes a record
+/// durable, and every checkpoint before it installs a file, call
+/// [`PendingDirs::sync`] first. Until then a crash may drop the whole new directory,
+/// which loses nothing acknowledged.
+#[derive(Debug, Default)]
+pub(crate) struct PendingDirs {
+    /// Still to sync, in order. Empty once every one was synced.
+    dirs: std::sync::Mutex<Vec<std::path::PathBuf>>,
+    /// Set once `dirs` is empty: the common case costs one atomic load.
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl PendingDirs {
+    /// Nothing pending.
+    pub(crate) fn none() -> Self {
+        let p = PendingDirs::default();
+        p.done.store(true, std::sync::atomic::Ordering::Release);
+        p
+    }
+
+    /// `dirs` pending, synced in this order.
+    pub(crate) fn new(dirs: Vec<std::path::PathBuf>) -> Self {
+        let done = dirs.is_empty();
+        PendingDirs {
+            dirs: std::sync::Mutex::new(dirs),
+            done: std::sync::atomic::AtomicBool::new(done),
+        }
+    }
+
+    /// Syncs every pending directory, once. A failure leaves that directory and the
+    /// ones after it pending (the next call tries again) and returns the path.
+    pub(crate) fn sync(&self, fs: &dyn Fs) -> Result<(), (std::path::PathBuf, io::Error)> {
+        use std::sync::atomic::Ordering;
+        if self.done.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut dirs = crate::util::lock(&self.dirs);
+        while let Some(dir) = dirs.first() {
+            fs.sync_dir(dir).map_err(|e| (dir.clone(), e))?;
+            dirs.remove(0);
+        }
+        self.done.store(true, Ordering::Release);
+        Ok(())
+    }
+}

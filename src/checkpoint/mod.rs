@@ -406,6 +406,7 @@ impl Checkpoints {
         let moved = *lock(&self.saved) != positions;
         if v.seq() > prev {
             src.wal.sync_through(v.seq())?;
+            src.wal.sync_pending_dirs()?;
             let positions = if mutant!(PositionsAfterLoad) {
                 src.positions.save()
             } else {
@@ -432,6 +433,7 @@ impl Checkpoints {
         } else if moved {
             // The state is the newest snapshot's (so durable); only positions moved.
             src.wal.sync_through(v.seq())?;
+            src.wal.sync_pending_dirs()?;
             let generation = self.next_generation.fetch_add(1, Ordering::AcqRel);
             rep.snapshot_bytes = position::write_record(
                 src.fs,

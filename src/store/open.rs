@@ -9,7 +9,8 @@
 //!   and seq ([`wal::replay`]); damage that recovery cannot call a torn tail is a
 //!   typed error naming the file and offset.
 //! - **I1 Durability**: what recovery read is synced before new appends are
-//!   acknowledged after it.
+//!   acknowledged after it. The directories of a store that holds data are synced
+//!   before `open` returns; a new store's are synced by its first durable write.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -112,15 +113,6 @@ impl<S: State> Store<S> {
         for d in [&dir, &wal_dir, &snap_dir, &pos_dir] {
             fs.create_dir_all(d)
                 .map_err(|e| Error::io("create dir", d, e))?;
-        }
-        // A directory just created is durable only once its parent is synced: without
-        // this a power loss could drop `wal/` and every acknowledged record in it.
-        let parent = match dir.parent() {
-            Some(p) if p.as_os_str().is_empty() => Some(Path::new(".")),
-            p => p,
-        };
-        for d in parent.into_iter().chain([dir.as_path()]) {
-            fs.sync_dir(d).map_err(|e| Error::io("fsync dir", d, e))?;
         }
         let lock_path = dir.join("LOCK");
         let guard = fs.lock(&lock_path).map_err(|e| match e.kind() {
@@ -225,6 +217,23 @@ impl<S: State> Store<S> {
         if let Some((_, newer)) = records.newest {
             saved_positions = newer;
         }
+        // A directory just created is durable only once its parent is synced: without
+        // that a power loss could drop `wal/` and every acknowledged record in it. A
+        // store that holds data syncs them now (what it recovered counts as durable);
+        // a new one leaves it to its first durable write (see `PendingDirs`), so that
+        // opening thousands of new stores costs no `fsync` at all.
+        let parent = match dir.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new(".").to_path_buf(),
+            Some(p) => p.to_path_buf(),
+            None => dir.clone(),
+        };
+        let ancestors = crate::fs::PendingDirs::new(vec![parent, dir.clone()]);
+        let is_new = known_id.or(records.store_id).is_none();
+        if !is_new {
+            ancestors
+                .sync(fs.as_ref())
+                .map_err(|(d, e)| Error::io("fsync dir", d, e))?;
+        }
         let store_id = known_id.or(records.store_id).unwrap_or_else(random_id);
 
         let wal = Wal::new(
@@ -237,7 +246,8 @@ impl<S: State> Store<S> {
                 preallocate: options.preallocate,
             },
         )
-        .with_max_staged_bytes(options.max_staged_bytes);
+        .with_max_staged_bytes(options.max_staged_bytes)
+        .with_pending_dirs(ancestors);
         let current = Arc::new(Versioned { seq, state });
         let inner = Arc::new(Inner {
             fs,

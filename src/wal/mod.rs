@@ -65,7 +65,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::format::{self, SegmentHeader};
-use crate::fs::{Fs, FsFile};
+use crate::fs::{Fs, FsFile, PendingDirs};
 use crate::util::lock;
 use crate::Seq;
 
@@ -165,6 +165,9 @@ pub struct Wal {
     /// The checkpointer's byte trigger: a nudge when [`Wal::staged_bytes`] reaches a
     /// threshold.
     watch: ByteWatch,
+    /// Directories above `dir` (and `dir` itself) still to sync before the first
+    /// record is acknowledged as durable (see [`PendingDirs`]).
+    pending_dirs: PendingDirs,
 }
 
 /// A callback the log runs when its staged bytes reach a threshold.
@@ -229,7 +232,25 @@ impl Wal {
                 at: AtomicU64::new(u64::MAX),
                 nudge: Mutex::new(None),
             },
+            pending_dirs: PendingDirs::none(),
         }
+    }
+
+    /// Directories to sync (once, in this order) before the first record is
+    /// acknowledged as durable: a new store's own directory and its parent, whose
+    /// entries `open` created without syncing them. See [`Wal::sync_pending_dirs`].
+    pub(crate) fn with_pending_dirs(mut self, dirs: PendingDirs) -> Self {
+        self.pending_dirs = dirs;
+        self
+    }
+
+    /// Syncs the directories of [`Wal::with_pending_dirs`] if that was not done yet.
+    /// Every group commit calls it before it advances the durable seq, and a
+    /// checkpoint before it installs a file; afterwards it costs one atomic load.
+    pub(crate) fn sync_pending_dirs(&self) -> Result<()> {
+        self.pending_dirs
+            .sync(self.fs.as_ref())
+            .map_err(|(dir, e)| Error::io("fsync dir", dir, e))
     }
 
     /// Sets the bound on bytes staged but not yet written to the OS (see

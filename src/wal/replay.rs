@@ -264,13 +264,17 @@ pub fn replay(
     }
     // What was read may have come from the page cache of a crashed process: make it
     // durable before new records, acknowledged as durable, are written after it.
+    // (Nothing read: no entry to make durable, as in a new store.)
+    let any_read = !read.is_empty();
     for path in read {
         fs.open_write(path)
             .and_then(|f| f.sync_data())
             .map_err(|e| Error::io("fdatasync", path, e))?;
     }
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io("fsync dir", dir, e))?;
+    if any_read {
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io("fsync dir", dir, e))?;
+    }
     report.next_seq = expected.max(first_needed);
     Ok(report)
 }

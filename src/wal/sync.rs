@@ -94,6 +94,10 @@ impl Wal {
             self.durable.fetch_max(written, Ordering::AcqRel);
         }
         self.sync_files(&files, dir_dirty)?;
+        // A new store's directories, created without a sync at open: durable before
+        // its first record is (a no-op afterwards). A failure fails the log, as a
+        // failed sync of `wal/` does.
+        self.sync_pending_dirs().map_err(|e| self.fail(e))?;
         // Another thread's failure may have been reported by the OS to it alone.
         self.check_writable()?;
         self.durable.fetch_max(written, Ordering::AcqRel);
