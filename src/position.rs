@@ -20,14 +20,18 @@
 //! saved even when no event was appended.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::fs::Fs;
+use crate::util::lock;
+use crate::wal::Nudge;
 use crate::{snapshot, Seq};
 
 /// Where a source reader has got to.
@@ -44,44 +48,113 @@ pub struct Position {
 /// A named position, shared between the reader that updates it and the checkpoints
 /// that save it.
 #[derive(Debug, Default)]
-pub struct PositionCell(ArcSwap<Position>);
+pub struct PositionCell {
+    pos: ArcSwap<Position>,
+    /// The store's wake-up for a quiet checkpointer (see [`ChangeWake`]).
+    wake: Arc<ChangeWake>,
+}
 
 impl PositionCell {
-    /// Sets the position. Lock-free: one allocation and one atomic swap.
+    /// Sets the position. Lock-free: one allocation and one atomic swap (and, once
+    /// after the store's checkpointer went quiet, a nudge to wake it).
     pub fn set(&self, pos: Position) {
-        self.0.store(Arc::new(pos));
+        self.pos.store(Arc::new(pos));
+        self.wake.fire();
     }
     /// The current position.
     pub fn get(&self) -> Position {
-        **self.0.load()
+        **self.pos.load()
+    }
+}
+
+/// A one-shot wake-up for a quiet checkpointer: armed with a callback when the
+/// scheduler parks the store, fired by the next position move.
+///
+/// Arming and firing pair like a flag and a check on two threads (each side writes,
+/// then a `SeqCst` fence, then reads the other side's data): either the mover sees the
+/// wake-up armed and fires it, or the parker, reading the positions after arming,
+/// sees the move and does not park.
+#[derive(Default)]
+pub(crate) struct ChangeWake {
+    armed: AtomicBool,
+    nudge: Mutex<Option<Nudge>>,
+}
+
+impl std::fmt::Debug for ChangeWake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeWake")
+            .field("armed", &self.armed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChangeWake {
+    /// Arms the wake-up; the caller reads the positions afterwards.
+    pub(crate) fn arm(&self, nudge: Nudge) {
+        *lock(&self.nudge) = Some(nudge);
+        self.armed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Runs the armed callback, once; called after a position was stored.
+    fn fire(&self) {
+        fence(Ordering::SeqCst);
+        if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::AcqRel) {
+            let nudge = lock(&self.nudge).take();
+            if let Some(nudge) = nudge {
+                nudge();
+            }
+        }
     }
 }
 
 /// The registry of named cells: copy-on-write, read without a lock.
 #[derive(Debug, Default)]
-pub(crate) struct Positions(ArcSwap<Vec<(String, Arc<PositionCell>)>>);
+pub(crate) struct Positions {
+    cells: ArcSwap<Vec<(String, Arc<PositionCell>)>>,
+    /// Shared by every cell.
+    wake: Arc<ChangeWake>,
+}
 
 impl Positions {
     pub(crate) fn from_saved(saved: Vec<(String, Position)>) -> Self {
+        let wake = Arc::new(ChangeWake::default());
         let cells = saved
             .into_iter()
-            .map(|(name, pos)| (name, Arc::new(PositionCell(ArcSwap::from_pointee(pos)))))
+            .map(|(name, pos)| {
+                let cell = PositionCell {
+                    pos: ArcSwap::from_pointee(pos),
+                    wake: Arc::clone(&wake),
+                };
+                (name, Arc::new(cell))
+            })
             .collect();
-        Positions(ArcSwap::from_pointee(cells))
+        Positions {
+            cells: ArcSwap::from_pointee(cells),
+            wake,
+        }
+    }
+
+    /// The wake-up every cell fires when it moves.
+    pub(crate) fn wake(&self) -> &ChangeWake {
+        &self.wake
     }
 
     /// The cell named `name`, created at the default position if new.
     pub(crate) fn cell(&self, name: &str) -> Arc<PositionCell> {
-        if let Some((_, c)) = self.0.load().iter().find(|(n, _)| n == name) {
+        if let Some((_, c)) = self.cells.load().iter().find(|(n, _)| n == name) {
             return Arc::clone(c);
         }
         let mut out = None;
-        self.0.rcu(|cells| {
+        self.cells.rcu(|cells| {
             let mut cells = Vec::clone(cells);
             match cells.iter().find(|(n, _)| n == name) {
                 Some((_, c)) => out = Some(Arc::clone(c)),
                 None => {
-                    let c = Arc::new(PositionCell::default());
+                    let c = Arc::new(PositionCell {
+                        pos: ArcSwap::default(),
+                        wake: Arc::clone(&self.wake),
+                    });
                     out = Some(Arc::clone(&c));
                     cells.push((name.to_owned(), c));
                 }
@@ -93,7 +166,7 @@ impl Positions {
 
     /// Every position, as of now.
     pub(crate) fn save(&self) -> Vec<(String, Position)> {
-        self.0
+        self.cells
             .load()
             .iter()
             .map(|(n, c)| (n.clone(), c.get()))

@@ -11,10 +11,14 @@
 //! wake-up serves every job due around then); nothing polls. A byte trigger
 //! ([`CheckpointerConfig::wal_bytes`]) is driven by the writers: the store's WAL
 //! nudges the scheduler from the write that crosses the threshold, and the job is due
-//! at once. A periodic run of a store that is *quiet* (its last checkpoint found
-//! nothing to do, and since then nothing was appended and no position moved) is
-//! skipped without touching the disk, so ten thousand idle stores cost the workers a
-//! few microseconds each per interval.
+//! at once.
+//!
+//! A store that is *quiet* (its last checkpoint found nothing to do, and since then
+//! nothing was appended and no position moved) is *parked*: it leaves the schedule
+//! (but for a once-a-minute backstop) until its next change wakes it — the WAL's
+//! byte watch armed one byte ahead, and a one-shot wake-up on its position cells —
+//! and closes its segment's file. Ten thousand idle stores cost the workers nothing
+//! and hold one descriptor each (their lock).
 //!
 //! # Invariants kept here
 //!
@@ -171,6 +175,11 @@ pub(crate) trait Watched: Send + Sync {
     /// Arms the WAL's byte watch: `nudge` runs once when `more` bytes beyond the
     /// last checkpoint's baseline have been written (`None` disarms it).
     fn watch_wal_bytes(&self, limit: u64, nudge: Option<crate::wal::Nudge>);
+    /// Parks a quiet store: arms `wake` to run once at its next change (an append
+    /// or a position move) and releases what an idle store need not hold (its
+    /// segment's file). Returns `false`, parking nothing, when the store changed
+    /// since `fingerprint` was taken.
+    fn park(&self, fingerprint: u64, wake: crate::wal::Nudge) -> bool;
 }
 
 struct Job {
@@ -186,6 +195,9 @@ struct Job {
     nudged: bool,
     /// The fingerprint before the last run, if that run was quiet.
     quiet: Option<u64>,
+    /// Parked: quiet, waiting for the store's next change to wake it (see
+    /// [`SchedShared::nudge`]); its heap entry is only the [`PARKED_BACKSTOP`].
+    parked: bool,
 }
 
 #[derive(Default)]
@@ -268,6 +280,7 @@ impl SchedShared {
                     removed: false,
                     nudged: false,
                     quiet: None,
+                    parked: false,
                 },
             );
             q.heap.push(std::cmp::Reverse((due, id)));
@@ -283,19 +296,25 @@ impl SchedShared {
     /// scheduler when it crosses the threshold, so nobody polls the byte count.
     fn arm(self: &Arc<Self>, target: &dyn Watched, id: u64, cfg: &CheckpointerConfig) {
         if let Some(limit) = cfg.wal_bytes {
-            let weak = Arc::downgrade(self);
-            let nudge: crate::wal::Nudge = Arc::new(move || {
-                if let Some(sh) = weak.upgrade() {
-                    sh.nudge(id);
-                }
-            });
-            target.watch_wal_bytes(limit, Some(nudge));
+            target.watch_wal_bytes(limit, Some(self.nudger(id)));
         }
     }
 
-    /// Makes job `id` due now (its WAL crossed the byte threshold). Called from a
-    /// writer, outside any lock of the writer section; takes the queue lock for a
-    /// moment.
+    /// The callback that nudges job `id` (holding the scheduler weakly).
+    fn nudger(self: &Arc<Self>, id: u64) -> crate::wal::Nudge {
+        let weak = Arc::downgrade(self);
+        Arc::new(move || {
+            if let Some(sh) = weak.upgrade() {
+                sh.nudge(id);
+            }
+        })
+    }
+
+    /// Job `id`'s store changed: its WAL crossed the byte threshold (the job is due
+    /// now), or, when it was parked, something was appended or a position moved
+    /// (the job is due one interval later, or now to re-arm a byte trigger). Called
+    /// from a writer, outside any lock of the writer section; takes the queue lock
+    /// for a moment.
     fn nudge(&self, id: u64) {
         let now = Instant::now();
         let mut q = lock(&self.queue);
@@ -307,6 +326,22 @@ impl SchedShared {
         }
         if job.in_flight {
             job.nudged = true;
+            return;
+        }
+        if job.parked {
+            job.parked = false;
+            let interval = job.cfg.effective_interval();
+            if job.next_periodic.is_some_and(|t| t <= now) {
+                job.next_periodic = interval.map(|i| deadline_after(now, i));
+            }
+            let due = match (job.cfg.wal_bytes, job.next_periodic) {
+                (Some(_), _) | (None, None) => now,
+                (None, Some(t)) => t,
+            };
+            job.due = due;
+            q.heap.push(std::cmp::Reverse((due, id)));
+            drop(q);
+            self.cv.notify_all();
             return;
         }
         if job.due > now {
@@ -484,6 +519,11 @@ fn slack(cfg: &CheckpointerConfig) -> Duration {
 /// The most a periodic checkpoint is delayed to share a wake-up: 50 ms.
 const MAX_SLACK: Duration = Duration::from_millis(50);
 
+/// How often a parked job is looked at anyway (the wake-up at the store's next change
+/// is what it relies on; this only bounds the cost of a mistake): once a minute, or
+/// at its next periodic run if that is later.
+const PARKED_BACKSTOP: Duration = Duration::from_secs(60);
+
 /// What a worker does with a job that is due.
 enum Due {
     /// A checkpoint, for this reason.
@@ -546,11 +586,14 @@ fn worker(sh: &Arc<SchedShared>) {
         let (cfg, next_periodic, quiet) = (job.cfg, job.next_periodic, job.quiet);
         job.in_flight = true;
         job.nudged = false;
+        job.parked = false;
         drop(q);
         // The queue lock is released: the byte count, the fingerprint and the
         // checkpoint run without it. A panic is caught here too (the store's own
         // checkpoint catches its panics first), so the job is never left in flight.
         let mut now_quiet = quiet;
+        // The fingerprint to park with: the store was quiet at it.
+        let mut park_at = None;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let bytes_due = cfg
                 .wal_bytes
@@ -566,22 +609,33 @@ fn worker(sh: &Arc<SchedShared>) {
             } else {
                 Due::Skip
             };
-            if let Due::Run(trigger) = what {
-                now_quiet = target.run_checkpoint(trigger).then_some(fingerprint);
+            match what {
+                Due::Run(trigger) => {
+                    now_quiet = target.run_checkpoint(trigger).then_some(fingerprint);
+                    park_at = now_quiet;
+                }
+                Due::Skip => park_at = Some(fingerprint),
             }
         }));
         if let Err(payload) = ran {
             now_quiet = None;
+            park_at = None;
             tracing::error!(
                 panic = %panic_message(payload.as_ref()),
                 "checkpoint job panicked; the scheduler carries on"
             );
         }
-        // Re-arm the byte trigger from the current baseline (a checkpoint, this one
-        // or a manual one, may have moved it).
-        sh.arm(target.as_ref(), id, &cfg);
+        // A quiet store is parked: nothing runs for it until its next change wakes
+        // it. Otherwise re-arm the byte trigger from the current baseline (a
+        // checkpoint, this one or a manual one, may have moved it).
+        let parked = park_at.is_some_and(|fp| target.park(fp, sh.nudger(id)));
+        if !parked {
+            sh.arm(target.as_ref(), id, &cfg);
+        }
         drop(target);
-        let next = next_due(Instant::now(), next_periodic, &cfg);
+        let now = Instant::now();
+        let next = next_due(now, next_periodic, &cfg);
+        let parked_until = next.max(deadline_after(now, PARKED_BACKSTOP));
         q = lock(&sh.queue);
         let mut wake_removers = q.removers > 0;
         if let Some(job) = q.jobs.get_mut(&id) {
@@ -589,7 +643,12 @@ fn worker(sh: &Arc<SchedShared>) {
             job.quiet = now_quiet;
             if !job.removed && job.target.strong_count() > 0 {
                 // Nudged during the run: check the byte count again at once.
-                let next = if job.nudged { Instant::now() } else { next };
+                let next = match (job.nudged, parked) {
+                    (true, _) => Instant::now(),
+                    (false, true) => parked_until,
+                    (false, false) => next,
+                };
+                job.parked = parked && !job.nudged;
                 job.nudged = false;
                 job.due = next;
                 q.heap.push(std::cmp::Reverse((next, id)));

@@ -493,4 +493,18 @@ impl<S: State> Watched for StoreInner<S> {
         self.wal
             .watch_bytes(self.wal.staged_bytes().saturating_add(left), nudge);
     }
+
+    fn park(&self, fingerprint: u64, wake: crate::wal::Nudge) -> bool {
+        // Arm both wake-ups first, then look: a change after this point fires one of
+        // them; a change before it shows in the fingerprint (see `ChangeWake` and
+        // `Wal::watch_bytes` for the pairing).
+        self.positions.wake().arm(Arc::clone(&wake));
+        self.wal
+            .watch_bytes(self.wal.staged_bytes().saturating_add(1), Some(wake));
+        if self.fingerprint() != fingerprint {
+            return false;
+        }
+        self.wal.close_idle_file();
+        true
+    }
 }

@@ -118,6 +118,9 @@ struct Io {
     /// A thread is growing the active segment's reservation, with the I/O mutex
     /// released.
     growing: bool,
+    /// The active segment when its file was closed because the log was idle
+    /// ([`Wal::close_idle_file`]); the next write opens it again.
+    closed_active: Option<Seq>,
 }
 
 /// Options of a [`Wal`].
@@ -368,7 +371,8 @@ impl Wal {
             added += len;
         }
         self.unwritten.fetch_add(buffered, Ordering::AcqRel);
-        self.staged_bytes.fetch_add(added, Ordering::Relaxed);
+        // SeqCst: pairs with the byte watch's arming (see `Wal::watch_bytes`).
+        self.staged_bytes.fetch_add(added, Ordering::SeqCst);
         first
     }
 
@@ -445,15 +449,25 @@ impl Wal {
             let file = match &io.active {
                 Some((seg, f)) if *seg == chunk.segment => Arc::clone(f),
                 _ => {
-                    io.rotating = true;
-                    drop(io);
-                    let rotation = EndRotationOnPanic(self);
-                    let created = self.create_segment(chunk.segment);
-                    io = lock(&self.io);
-                    io.rotating = false;
-                    self.rotated.notify_all();
-                    mem::forget(rotation);
-                    let (file, reserved) = match created {
+                    let reopen = io.closed_active == Some(chunk.segment);
+                    let opened = if reopen {
+                        // An idle log closed its segment ([`Wal::close_idle_file`]):
+                        // open it again. Opening an existing file is no disk wait, so
+                        // the I/O mutex stays held.
+                        self.reopen_segment(chunk.segment)
+                            .map(|f| (f, io.reserved))
+                    } else {
+                        io.rotating = true;
+                        drop(io);
+                        let rotation = EndRotationOnPanic(self);
+                        let created = self.create_segment(chunk.segment);
+                        io = lock(&self.io);
+                        io.rotating = false;
+                        self.rotated.notify_all();
+                        mem::forget(rotation);
+                        created
+                    };
+                    let (file, reserved) = match opened {
                         Ok(c) => c,
                         Err(e @ Error::SegmentUnavailable { .. }) => {
                             // Nothing of this chunk or the ones after it was written:
@@ -471,10 +485,13 @@ impl Wal {
                         }
                         Err(e) => return Err(e),
                     };
-                    io.dir_dirty = true;
+                    if !reopen {
+                        io.dir_dirty = true;
+                        io.active_end = 0;
+                    }
+                    io.closed_active = None;
                     io.active = Some((chunk.segment, Arc::clone(&file)));
                     io.reserved = reserved;
-                    io.active_end = 0;
                     file
                 }
             };

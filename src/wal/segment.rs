@@ -1,5 +1,6 @@
 //! Segment files: creation off the write path, the reservation that grows ahead of
-//! the writes, and the byte watch that nudges a scheduler.
+//! the writes, the byte watch that nudges a scheduler, and closing the file of an
+//! idle log.
 //!
 //! A new segment is created (and its first reservation made) with the I/O mutex
 //! released and only after every earlier segment and `wal/` are durable, so only the
@@ -59,12 +60,18 @@ impl Wal {
     /// Arms the byte watch: `nudge` runs once, from the first write after
     /// [`Wal::staged_bytes`] reaches `at` (at once from this call if it already has).
     /// `None` disarms it.
+    ///
+    /// Arming and staging pair up: the threshold is stored, then the byte count
+    /// read; a stage adds to the byte count, then its write reads the threshold; all
+    /// four `SeqCst`. So either the writer sees the threshold or this call sees the
+    /// bytes: a nudge is never lost (a scheduler that parks an idle store relies on
+    /// it).
     pub(crate) fn watch_bytes(&self, at: u64, nudge: Option<Nudge>) {
         let armed = nudge.is_some();
         *lock(&self.watch.nudge) = nudge;
         self.watch
             .at
-            .store(if armed { at } else { u64::MAX }, Ordering::Release);
+            .store(if armed { at } else { u64::MAX }, Ordering::SeqCst);
         if armed {
             self.check_watch();
         }
@@ -72,8 +79,8 @@ impl Wal {
 
     /// Runs the byte watch's nudge (once) if its threshold was reached.
     pub(super) fn check_watch(&self) {
-        let at = self.watch.at.load(Ordering::Acquire);
-        if at == u64::MAX || self.staged_bytes() < at {
+        let at = self.watch.at.load(Ordering::SeqCst);
+        if at == u64::MAX || self.staged_bytes.load(Ordering::SeqCst) < at {
             return;
         }
         if self
@@ -142,6 +149,53 @@ impl Wal {
         }
         tracing::debug!(segment = %path.display(), first_seq = first, "WAL segment created");
         Ok((file, reserved))
+    }
+
+    /// Closes the active segment's file if the log is idle: everything staged was
+    /// written and synced, and no rotation or reservation is under way. The next write
+    /// opens it again ([`Wal::reopen_segment`]). Returns whether a file was closed.
+    ///
+    /// An idle store then holds no segment descriptor, only its lock: ten thousand
+    /// idle stores need ten thousand descriptors, not twenty thousand. Closing a file
+    /// whose every write was synced successfully loses no error report (I1).
+    pub(crate) fn close_idle_file(&self) -> bool {
+        let mut io = lock(&self.io);
+        let idle = !io.rotating
+            && !io.growing
+            && io.dirty.is_empty()
+            && self.staged_unwritten_bytes() == 0
+            && self.written.load(Ordering::Acquire) == self.durable.load(Ordering::Acquire);
+        if !idle {
+            return false;
+        }
+        match io.active.take() {
+            Some((segment, file)) => {
+                io.closed_active = Some(segment);
+                drop(io);
+                drop(file);
+                tracing::trace!(segment = %self.segment_path(segment).display(),
+                    "closed the idle WAL segment's file");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Opens the active segment again after [`Wal::close_idle_file`]. A transient
+    /// failure ([`is_transient`]) is [`Error::SegmentUnavailable`], as for a new
+    /// segment: nothing was written, the records stay staged. Any other failure makes
+    /// the log read-only.
+    pub(super) fn reopen_segment(&self, first: Seq) -> Result<Arc<dyn FsFile>> {
+        let path = self.segment_path(first);
+        match self.fs.open_write(&path) {
+            Ok(f) => Ok(Arc::from(f)),
+            Err(e) if is_transient(&e) => {
+                tracing::warn!(segment = %path.display(), error = %e,
+                    "could not reopen the WAL segment (transient); records stay staged and the next write retries");
+                Err(Error::SegmentUnavailable { path, source: e })
+            }
+            Err(e) => Err(self.fail(Error::io("reopen segment", &path, e))),
+        }
     }
 }
 
