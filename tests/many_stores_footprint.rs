@@ -99,9 +99,12 @@ fn a_quiet_store_is_not_checkpointed_again_until_something_changes() {
     // before it may have started before the append, so count snapshots, not runs).
     store.append(&Entry::new(1, 2)).unwrap();
     wait_until("a snapshot of the append", || {
-        snapshots(dir.path())
-            .iter()
-            .any(|p| p.file_name().unwrap().to_string_lossy().starts_with("00000000000000000002"))
+        snapshots(dir.path()).iter().any(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("00000000000000000002")
+        })
     });
     store.close().unwrap();
     let store = open(dir.path(), SyncPolicy::Never);

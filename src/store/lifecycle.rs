@@ -508,3 +508,84 @@ impl<S: State> Watched for StoreInner<S> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The parking contract, called directly: a change before `park` looks keeps the
+    //! store unparked; a change after it runs the wake-up, once. (The many-stores
+    //! tests check the same through a running scheduler.)
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use crate::scheduler::Watched;
+    use crate::{Options, Position, Store, SyncPolicy};
+
+    #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+    struct Sum(u64);
+    impl crate::State for Sum {
+        type Event = u64;
+        fn apply(&mut self, n: &u64) {
+            self.0 += n;
+        }
+    }
+
+    fn counting() -> (crate::wal::Nudge, Arc<AtomicUsize>) {
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = Arc::clone(&woken);
+        let nudge: crate::wal::Nudge = Arc::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        });
+        (nudge, woken)
+    }
+
+    fn store(dir: &std::path::Path) -> Store<Sum> {
+        Store::open(dir, Options::default().sync(SyncPolicy::Always)).expect("open")
+    }
+
+    #[test]
+    fn a_change_after_the_fingerprint_keeps_the_store_unparked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(dir.path());
+        s.append(&1).expect("append");
+        let fp = s.inner.fingerprint();
+        s.append(&2).expect("append");
+        let (nudge, _) = counting();
+        assert!(!s.inner.park(fp, nudge), "an append since the fingerprint");
+
+        let fp = s.inner.fingerprint();
+        s.position("p").set(Position {
+            offset: 1,
+            ..Position::default()
+        });
+        let (nudge, _) = counting();
+        assert!(
+            !s.inner.park(fp, nudge),
+            "a position move since the fingerprint"
+        );
+        s.close().expect("close");
+    }
+
+    #[test]
+    fn a_change_after_parking_wakes_once_and_the_segment_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(dir.path());
+        s.append(&1).expect("append");
+        let (nudge, woken) = counting();
+        assert!(s.inner.park(s.inner.fingerprint(), nudge));
+        assert_eq!(woken.load(Ordering::SeqCst), 0);
+        s.append(&2).expect("append");
+        s.append(&3).expect("append");
+        assert_eq!(woken.load(Ordering::SeqCst), 1, "one wake-up per park");
+
+        let (nudge, woken) = counting();
+        assert!(s.inner.park(s.inner.fingerprint(), nudge));
+        let cell = s.position("p");
+        cell.set(Position::default());
+        cell.set(Position::default());
+        assert_eq!(woken.load(Ordering::SeqCst), 1, "one wake-up per park");
+        s.close().expect("close");
+        let s = store(dir.path());
+        assert_eq!(s.current().0, 6);
+        s.close().expect("close");
+    }
+}

@@ -454,8 +454,7 @@ impl Wal {
                         // An idle log closed its segment ([`Wal::close_idle_file`]):
                         // open it again. Opening an existing file is no disk wait, so
                         // the I/O mutex stays held.
-                        self.reopen_segment(chunk.segment)
-                            .map(|f| (f, io.reserved))
+                        self.reopen_segment(chunk.segment).map(|f| (f, io.reserved))
                     } else {
                         io.rotating = true;
                         drop(io);
