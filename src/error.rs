@@ -130,9 +130,9 @@ pub enum Error {
     /// The store has used every sequence number (`u64::MAX - 1` events).
     SeqExhausted,
     /// A new WAL segment could not be created (or the segment an idle store had
-    /// closed could not be opened again) for a transient reason: too many open
-    /// files (`EMFILE`, `ENFILE`), a full disk or quota (`ENOSPC`, `EDQUOT`), or no
-    /// kernel memory. Retryable ([`Error::is_retryable`]): the store stays writable,
+    /// closed could not be opened again, or a directory could not be opened to sync
+    /// it) for a transient reason: too many open files (`EMFILE`, `ENFILE`), a full
+    /// disk or quota (`ENOSPC`, `EDQUOT`; creating only), or no kernel memory. Retryable ([`Error::is_retryable`]): the store stays writable,
     /// records already acknowledged are unaffected, and the records waiting for the
     /// segment stay staged, in order, and are written by the next write or sync that
     /// creates it.
@@ -148,7 +148,7 @@ pub enum Error {
     /// `Interval`, appends keep succeeding while their records fit in the staging
     /// bound, and past it are refused that way.
     SegmentUnavailable {
-        /// The segment that could not be created or opened.
+        /// The segment (or directory) that could not be created or opened.
         path: PathBuf,
         /// The OS error.
         source: io::Error,
@@ -275,7 +275,7 @@ impl fmt::Display for Error {
             Error::SeqExhausted => write!(f, "every sequence number has been used"),
             Error::SegmentUnavailable { path, source } => write!(
                 f,
-                "could not create or open WAL segment {} ({source}); nothing is lost and the store \
+                "WAL segment or directory {} unavailable ({source}); nothing is lost and the store \
                  stays writable: the next write or sync retries",
                 path.display()
             ),

@@ -1,6 +1,7 @@
-//! A transient failure to create a WAL segment (too many open files) is a retryable
-//! error for the appends that needed the write, not a read-only store: the records
-//! stay staged, in order, and are written once the segment can be created.
+//! A transient failure to create a WAL segment, or to open a directory to sync it
+//! (too many open files), is a retryable error for the appends that needed the write
+//! or the sync, not a read-only store: the records stay staged, in order, and are
+//! written and synced once descriptors are free.
 mod common;
 use common::hooked::{HookedFs, Op};
 use common::*;
@@ -149,4 +150,40 @@ fn emfile_under_never_queues_within_the_bound_then_pushes_back() {
     store.close().unwrap();
     let store = open(dir.path(), SyncPolicy::Never);
     assert_eq!(*store.current().state(), replayed(&events));
+}
+
+/// A file system whose `k`-th directory sync (counting from 1) fails to open the
+/// directory (`EMFILE`).
+fn emfile_on_dir_sync(k: u32) -> HookedFs {
+    let calls = AtomicU32::new(0);
+    HookedFs::new(move |op, _| {
+        if op == Op::SyncDir && calls.fetch_add(1, Ordering::SeqCst) + 1 == k {
+            return Err(io::Error::from_raw_os_error(EMFILE));
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn emfile_on_a_directory_sync_is_retryable_and_acknowledges_nothing() {
+    // The first durable append of a new store syncs wal/, then the parent, then the
+    // store's own directory (synced late, see `many_stores_lazy_dir_sync`): each
+    // fails in turn.
+    for k in 1..=3u32 {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("s");
+        let fs = Arc::new(emfile_on_dir_sync(k));
+        let store: Store<Ledger> = Store::open(&dir, opts(SyncPolicy::Always).fs(fs)).unwrap();
+        let e = store.append(&Entry::new(1, 1)).unwrap_err();
+        assert_retryable(&e);
+        assert_eq!(store.durable_seq(), 0, "nothing acknowledged (k = {k})");
+        // Descriptors free again: the sync completes, the store was never read-only.
+        assert_eq!(store.sync().unwrap(), 1);
+        store.append(&Entry::new(1, 2)).unwrap();
+        assert_eq!(store.durable_seq(), 2);
+        store.close().unwrap();
+        let store: Store<Ledger> = Store::open(&dir, opts(SyncPolicy::Always)).unwrap();
+        assert_eq!(store.current().count, 2);
+        store.close().unwrap();
+    }
 }

@@ -47,7 +47,9 @@
 //!   yet is [`Error::SegmentUnavailable`]: the chunks go back to the front of the
 //!   staging list, in order, and the next write or sync tries again. Nothing is
 //!   acknowledged as durable until it is written and synced. Any other failed create
-//!   makes the log read-only.
+//!   makes the log read-only. The same holds for a directory that cannot be opened
+//!   to sync it (`EMFILE`, `ENFILE`, `ENOMEM`: `fsync` never reports these), and
+//!   for reopening the segment an idle log closed.
 //! - **Truncation is unlink.** [`Wal::purge_through`] removes whole segments; no WAL
 //!   byte is rewritten or copied.
 //! - **After a failed write or sync the log refuses appends** ([`Error::ReadOnly`]):

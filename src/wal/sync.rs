@@ -96,8 +96,13 @@ impl Wal {
         self.sync_files(&files, dir_dirty)?;
         // A new store's directories, created without a sync at open: durable before
         // its first record is (a no-op afterwards). A failure fails the log, as a
-        // failed sync of `wal/` does.
-        self.sync_pending_dirs().map_err(|e| self.fail(e))?;
+        // failed sync of `wal/` does, unless the directory could not be opened.
+        if let Err((dir, e)) = self.pending_dirs.sync(self.fs.as_ref()) {
+            if is_transient_open(&e) {
+                return Err(self.unavailable(&dir, e));
+            }
+            return Err(self.fail(Error::io("fsync dir", dir, e)));
+        }
         // Another thread's failure may have been reported by the OS to it alone.
         self.check_writable()?;
         self.durable.fetch_max(written, Ordering::AcqRel);
@@ -132,10 +137,40 @@ impl Wal {
                 .map_err(|e| self.fail(Error::io("fdatasync", self.segment_path(*first), e)))?;
         }
         if dir {
-            self.fs
-                .sync_dir(&self.dir)
-                .map_err(|e| self.fail(Error::io("fsync dir", &self.dir, e)))?;
+            if let Err(e) = self.fs.sync_dir(&self.dir) {
+                if is_transient_open(&e) {
+                    // The directory could not even be opened: nothing was synced and
+                    // nothing failed. Sync it next time; acknowledge nothing now.
+                    lock(&self.io).dir_dirty = true;
+                    return Err(self.unavailable(&self.dir, e));
+                }
+                return Err(self.fail(Error::io("fsync dir", &self.dir, e)));
+            }
         }
         Ok(())
+    }
+}
+
+/// Whether a failed directory sync failed to *open* the directory for a transient
+/// reason (too many open files, no kernel memory): `fsync` itself never reports
+/// these, so nothing was synced and no writeback error was consumed. (`ENOSPC` is not
+/// among them: `fsync` reports a failed writeback that way.)
+fn is_transient_open(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    [Errno::MFILE, Errno::NFILE, Errno::NOMEM]
+        .iter()
+        .any(|t| e.raw_os_error() == Some(t.raw_os_error()))
+}
+
+impl Wal {
+    /// The retryable error of a file or directory that could not be opened for a
+    /// transient reason; the log stays writable.
+    pub(super) fn unavailable(&self, path: &Path, source: io::Error) -> Error {
+        tracing::warn!(path = %path.display(), error = %source,
+            "WAL file or directory unavailable (transient); nothing is acknowledged and the next sync retries");
+        Error::SegmentUnavailable {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
