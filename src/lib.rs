@@ -24,6 +24,7 @@ pub mod format;
 pub mod fs;
 #[cfg(feature = "inspect")]
 pub mod inspect;
+pub mod metrics;
 mod options;
 pub mod position;
 pub mod scheduler;

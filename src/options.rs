@@ -97,6 +97,9 @@ pub struct Options {
     pub recovery: RecoveryPolicy,
     /// The file system. Default: [`RealFs`].
     pub fs: Arc<dyn Fs>,
+    /// The `store` label of this store's metrics (feature `metrics`, see
+    /// [`crate::metrics`]). Default `None`: the store directory's last component.
+    pub metrics_label: Option<String>,
 }
 
 impl Default for Options {
@@ -109,11 +112,17 @@ impl Default for Options {
             keep_snapshots: 2,
             recovery: RecoveryPolicy::default(),
             fs: Arc::new(RealFs),
+            metrics_label: None,
         }
     }
 }
 
 impl Options {
+    /// Sets [`Options::metrics_label`].
+    pub fn metrics_label(mut self, label: impl Into<String>) -> Self {
+        self.metrics_label = Some(label.into());
+        self
+    }
     /// Sets [`Options::sync`].
     pub fn sync(mut self, policy: SyncPolicy) -> Self {
         self.sync = policy;

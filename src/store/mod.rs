@@ -53,6 +53,7 @@ use arc_swap::ArcSwap;
 use crate::checkpoint::{CheckpointMode, CheckpointReport, CheckpointStats, Checkpoints, Source};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, LockGuard};
+use crate::metrics::Timer;
 use crate::position::{Position, PositionCell, Positions};
 use crate::scheduler::Attached;
 use crate::util::lock;
@@ -209,6 +210,7 @@ impl<S: State> Store<S> {
     /// one sync for the whole batch.
     pub fn append_batch(&self, events: &[S::Event]) -> Result<Seq> {
         let inner = &*self.inner;
+        let timer = Timer::sampled(inner.options.sync == SyncPolicy::Always);
         inner.wal.check_writable()?;
         if events.is_empty() {
             return Ok(inner.published.load().seq);
@@ -228,13 +230,16 @@ impl<S: State> Store<S> {
                 drop(w);
                 done
             });
+        let bytes = scratch.frame_bytes();
         scratch.put_back();
         let (version, released) = encoded?;
         drop(released);
         let last = version.seq;
         // The version is dropped here, outside the writer section: if it was the last
         // reference to the previous state, freeing it costs no other appender anything.
-        inner.finish(version).map(|_| last)
+        inner
+            .finish(version, (timer, events.len() as u64, bytes))
+            .map(|_| last)
     }
 
     /// Decides the event from the current state and appends it, atomically: no other
@@ -297,6 +302,7 @@ impl<S: State> Store<S> {
         decide: impl FnOnce(&S) -> std::result::Result<Option<S::Event>, E>,
     ) -> Result<std::result::Result<Arc<Versioned<S>>, E>> {
         let inner = &*self.inner;
+        let timer = Timer::sampled(inner.options.sync == SyncPolicy::Always);
         inner.wal.check_writable()?;
         // The event is not known yet: wait only if staging is already past its bound.
         inner.wal.wait_for_room(0)?;
@@ -312,12 +318,13 @@ impl<S: State> Store<S> {
                     .map(Ok),
             }
         };
+        let bytes = scratch.frame_bytes();
         scratch.put_back();
         match produced? {
             Err(e) => Ok(Err(e)),
             Ok((version, released)) => {
                 drop(released);
-                inner.finish(Arc::clone(&version))?;
+                inner.finish(Arc::clone(&version), (timer, 1, bytes))?;
                 Ok(Ok(version))
             }
         }
@@ -462,16 +469,24 @@ impl<S: State> Inner<S> {
 
     /// Durability per the sync policy for `version`, just published; under `Always`
     /// also makes it the durable version.
-    fn finish(&self, version: Arc<Versioned<S>>) -> Result<Seq> {
+    ///
+    /// `appended` is what the metrics count: the append's start, its records and
+    /// their bytes.
+    fn finish(&self, version: Arc<Versioned<S>>, appended: (Timer, u64, u64)) -> Result<Seq> {
         let last = version.seq;
-        match self.options.sync {
+        let done = match self.options.sync {
             SyncPolicy::Always => {
                 let durable = self.wal.sync_through(last)?;
                 self.publish_durable(version);
                 Ok(durable)
             }
             _ => self.wal.write_through(last).map(|()| last),
-        }
+        };
+        let (timer, records, bytes) = appended;
+        self.wal
+            .metrics()
+            .appended(timer, records, bytes, || self.ck.wal_bytes_since(&self.wal));
+        done
     }
 
     /// Makes everything published so far durable and publishes it as the durable
@@ -514,6 +529,14 @@ impl<S: State> Inner<S> {
 
     /// Runs one checkpoint of this store.
     pub(crate) fn checkpoint(&self, mode: CheckpointMode) -> Result<CheckpointReport> {
-        self.ck.run(&self.source(), mode)
+        let timer = Timer::start();
+        let done = self.ck.run(&self.source(), mode);
+        let metrics = self.wal.metrics();
+        let bytes = done.as_ref().map_or(0, |rep| rep.snapshot_bytes);
+        metrics.checkpoint(timer, bytes, || self.ck.wal_bytes_since(&self.wal));
+        if let Ok(rep) = &done {
+            metrics.cleanup_failures(rep.cleanup_failures.len() as u64);
+        }
+        done
     }
 }

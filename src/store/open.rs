@@ -69,6 +69,18 @@ fn random_id() -> u64 {
     }
 }
 
+/// The `store` label of a store's metrics: the option, or the directory's last
+/// component.
+fn metrics_label(options: &Options, dir: &Path) -> String {
+    match &options.metrics_label {
+        Some(label) => label.clone(),
+        None => dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+    }
+}
+
 impl<S: State> Store<S> {
     /// Opens (creating if needed) the store in `dir`, takes its lock and recovers.
     ///
@@ -247,7 +259,10 @@ impl<S: State> Store<S> {
             },
         )
         .with_max_staged_bytes(options.max_staged_bytes)
-        .with_pending_dirs(ancestors);
+        .with_pending_dirs(ancestors)
+        .with_metrics(Arc::new(crate::metrics::Metrics::new(&metrics_label(
+            &options, &dir,
+        ))));
         let current = Arc::new(Versioned { seq, state });
         let inner = Arc::new(Inner {
             fs,
@@ -280,6 +295,7 @@ impl<S: State> Store<S> {
             })?;
         }
         report.elapsed = start.elapsed();
+        store.inner.wal.metrics().recovered(report.elapsed);
         tracing::info!(
             dir = %store.inner.dir.display(),
             seq,

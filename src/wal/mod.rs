@@ -68,6 +68,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::format::{self, SegmentHeader};
 use crate::fs::{Fs, FsFile, PendingDirs};
+use crate::metrics::{Metrics, Timer};
 use crate::util::lock;
 use crate::Seq;
 
@@ -173,6 +174,8 @@ pub struct Wal {
     /// Directories above `dir` (and `dir` itself) still to sync before the first
     /// record is acknowledged as durable (see [`PendingDirs`]).
     pending_dirs: PendingDirs,
+    /// The store's metrics (no-op handles for a log on its own).
+    metrics: Arc<Metrics>,
 }
 
 /// A callback the log runs when its staged bytes reach a threshold.
@@ -238,7 +241,19 @@ impl Wal {
                 nudge: Mutex::new(None),
             },
             pending_dirs: PendingDirs::none(),
+            metrics: Arc::new(Metrics::noop()),
         }
+    }
+
+    /// Reports to the store's metrics (see [`crate::metrics`]).
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The store's metrics.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Directories to sync (once, in this order) before the first record is
@@ -389,6 +404,7 @@ impl Wal {
             return Ok(());
         }
         self.check_writable()?;
+        self.metrics.backpressure_wait();
         self.write_staged(lock(&self.io), true, None).map(drop)
     }
 
@@ -443,6 +459,7 @@ impl Wal {
             }
         }
         let chunks = mem::take(&mut lock(&self.staged).chunks);
+        self.metrics.staged(self.staged_unwritten_bytes());
         // The chunks are out of the staging list: if anything below panics, they are
         // lost, so the log must not acknowledge anything any more.
         let fail_on_panic = FailOnPanic(self, "write");
@@ -489,6 +506,7 @@ impl Wal {
                     if !reopen {
                         io.dir_dirty = true;
                         io.active_end = 0;
+                        self.metrics.rotation();
                     }
                     io.closed_active = None;
                     io.active = Some((chunk.segment, Arc::clone(&file)));
@@ -509,6 +527,7 @@ impl Wal {
             self.written.fetch_max(chunk.last_seq, Ordering::AcqRel);
         }
         drop(fail_on_panic);
+        self.metrics.staged(self.staged_unwritten_bytes());
         let io = self.grow_reservation(io);
         self.check_watch();
         Ok(Some(io))
@@ -528,6 +547,8 @@ impl Wal {
                 }
             }
         }
+        self.metrics
+            .unlinked(out.iter().filter(|(_, r)| r.is_ok()).count() as u64);
         Ok(out)
     }
 }

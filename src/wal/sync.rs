@@ -105,7 +105,10 @@ impl Wal {
         }
         // Another thread's failure may have been reported by the OS to it alone.
         self.check_writable()?;
-        self.durable.fetch_max(written, Ordering::AcqRel);
+        let before = self.durable.fetch_max(written, Ordering::AcqRel);
+        if written > before {
+            self.metrics.group_commit(written - before);
+        }
         Ok(Some(written))
     }
 
@@ -133,8 +136,10 @@ impl Wal {
     pub(super) fn sync_files(&self, files: &[Segment], dir: bool) -> Result<()> {
         let _fail = FailOnPanic(self, "fdatasync");
         for (first, f) in files {
+            let timer = Timer::start();
             f.sync_data()
                 .map_err(|e| self.fail(Error::io("fdatasync", self.segment_path(*first), e)))?;
+            self.metrics.fdatasync(timer);
         }
         if dir {
             if let Err(e) = self.fs.sync_dir(&self.dir) {
