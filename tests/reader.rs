@@ -1,0 +1,294 @@
+//! Read-only open (`Reader`): it follows a live writer in another process that holds
+//! the lock, rotates, checkpoints and purges, always showing exactly the events
+//! `1..=seq` with `seq` never going backwards; and it changes no byte of the directory,
+//! whatever it finds there (a torn tail, a temp file, a damaged snapshot).
+//!
+//! The writer is this test binary itself, re-executed to run only `child_writer` (an
+//! ignored test that does nothing unless `READER_CHILD_DIR` is set).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use snapwal::{Error, Options, Reader, State, Store, SyncPolicy};
+
+const DIR_VAR: &str = "READER_CHILD_DIR";
+
+/// Every event appended, in order: the state after seq `k` is exactly `[1, ..., k]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Numbers(Vec<u64>);
+
+impl State for Numbers {
+    type Event = u64;
+    fn apply(&mut self, n: &u64) {
+        self.0.push(*n);
+    }
+}
+
+fn options() -> Options {
+    Options::default()
+        .sync(SyncPolicy::Never)
+        .segment_bytes(4096)
+        .preallocate(true)
+        .keep_snapshots(1)
+}
+
+/// Asserts the reader's version is exactly events `1..=seq`; returns seq.
+fn check_prefix(reader: &Reader<Numbers>) -> u64 {
+    let v = reader.current();
+    assert_eq!(v.state().0.len() as u64, v.seq(), "state and seq disagree");
+    assert!(
+        v.state()
+            .0
+            .iter()
+            .enumerate()
+            .all(|(i, n)| *n == i as u64 + 1),
+        "the state at seq {} is not events 1..={}",
+        v.seq(),
+        v.seq()
+    );
+    v.seq()
+}
+
+/// Child: open the store (taking its lock), then append numbers forever in small
+/// bursts, checkpointing every 300 appends (keep 1 snapshot: each checkpoint purges).
+#[test]
+#[ignore = "child process of reader_follows_a_live_writer_in_another_process"]
+fn child_writer() {
+    let Some(dir) = std::env::var_os(DIR_VAR) else {
+        return;
+    };
+    let store = Store::<Numbers>::open(&dir, options()).expect("child open");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nopen {}", store.seq()).unwrap();
+    out.flush().unwrap();
+    loop {
+        for _ in 0..50 {
+            let next = store.seq() + 1;
+            store.append(&next).expect("append");
+            if next % 300 == 0 {
+                store.checkpoint().expect("checkpoint");
+            }
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+#[test]
+fn reader_follows_a_live_writer_in_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_writer",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DIR_VAR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().starts_with("open ")));
+
+    let outcome = std::panic::catch_unwind(|| {
+        // The writer holds the lock all along.
+        assert!(matches!(
+            Store::<Numbers>::open(dir.path(), options()),
+            Err(Error::Locked { .. })
+        ));
+        let mut reader = Reader::<Numbers>::open(dir.path()).unwrap();
+        let mut last = check_prefix(&reader);
+        let (mut refreshes, mut reloads, mut opens) = (0u64, 0u64, 1u64);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let r = reader.refresh().unwrap();
+            refreshes += 1;
+            reloads += u64::from(r.reloaded);
+            let seq = check_prefix(&reader);
+            assert!(seq >= last, "seq went back from {last} to {seq}");
+            assert_eq!(r.seq, seq);
+            last = seq;
+            match refreshes % 50 {
+                // Now and then a fresh reader, opened mid-write.
+                0 => {
+                    let fresh = Reader::<Numbers>::open(dir.path()).unwrap();
+                    let fresh_seq = check_prefix(&fresh);
+                    assert!(
+                        fresh_seq >= last,
+                        "a new reader is behind: {fresh_seq} < {last}"
+                    );
+                    reader = fresh;
+                    last = fresh_seq;
+                    opens += 1;
+                }
+                // And now and then a pause long enough for checkpoints to purge
+                // what the reader had.
+                25 => std::thread::sleep(Duration::from_millis(60)),
+                _ => {}
+            }
+        }
+        println!(
+            "reader: {refreshes} refreshes ({reloads} reloads), {opens} opens, reached seq {last}"
+        );
+        assert!(last > 1_000, "the writer made progress: {last}");
+        (last, reloads)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (last, _) = outcome.unwrap_or_else(|p| std::panic::resume_unwind(p));
+
+    // After the writer is gone, a reader and a recovery agree, and the reader never
+    // saw more than the writer wrote.
+    let reader = Reader::<Numbers>::open(dir.path()).unwrap();
+    let store = Store::<Numbers>::open(dir.path(), options()).unwrap();
+    assert_eq!(reader.seq(), store.seq());
+    assert!(store.seq() >= last);
+    assert_eq!(reader.current().state(), store.current().state());
+    store.close().unwrap();
+}
+
+#[test]
+fn refresh_reloads_when_the_records_it_needs_were_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::<Numbers>::open(dir.path(), options()).unwrap();
+    for n in 1..=100 {
+        store.append(&n).unwrap();
+    }
+    let reader = Reader::<Numbers>::open(dir.path()).unwrap();
+    assert_eq!(check_prefix(&reader), 100);
+
+    // Incremental: only the new records are applied.
+    for n in 101..=150 {
+        store.append(&n).unwrap();
+    }
+    let r = reader.refresh().unwrap();
+    assert_eq!((r.seq, r.records, r.reloaded), (150, 50, false));
+    assert_eq!(reader.refresh().unwrap().records, 0);
+
+    // Many segments later, a checkpoint purges every segment the reader read.
+    for n in 151..=3_000 {
+        store.append(&n).unwrap();
+    }
+    store.checkpoint().unwrap();
+    store.append(&3_001).unwrap();
+    let first_segment = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .min()
+        .unwrap();
+    assert!(
+        first_segment.as_str() > "00000000000000000151.wal",
+        "purged: {first_segment}"
+    );
+    let r = reader.refresh().unwrap();
+    assert!(r.reloaded);
+    assert_eq!(r.seq, 3_001);
+    assert_eq!(check_prefix(&reader), 3_001);
+    store.close().unwrap();
+}
+
+/// Every entry under `dir`: path -> (size, FNV-1a of the contents); directories too.
+fn fingerprint(dir: &Path) -> BTreeMap<String, (u64, u64)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u64, u64)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            if entry.file_type().unwrap().is_dir() {
+                out.insert(format!("{name}/"), (0, 0));
+                walk(root, &path, out);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+                });
+                out.insert(name, (bytes.len() as u64, hash));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn read_only_open_changes_no_byte_of_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options().keep_snapshots(2);
+    let store = Store::<Numbers>::open(dir.path(), opts.clone()).unwrap();
+    for n in 1..=400 {
+        store.append(&n).unwrap();
+        if n == 150 || n == 300 {
+            store.checkpoint().unwrap();
+        }
+    }
+    store.close().unwrap();
+    // A damaged newest snapshot (a flipped byte in its body): recovery falls back to
+    // the older one and the WAL.
+    let snap = dir.path().join("snap/00000000000000000300.snap");
+    let mut bytes = std::fs::read(&snap).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&snap, bytes).unwrap();
+    // A temp file a crash left.
+    std::fs::write(
+        dir.path().join("snap/.00000000000000000400.77.0.tmp"),
+        b"half a snapshot",
+    )
+    .unwrap();
+    // A torn tail: half a record after the last one, inside the preallocated zeros.
+    let segment = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let mut seg = std::fs::read(&segment).unwrap();
+    let end = seg.len() - seg.iter().rev().take_while(|b| **b == 0).count();
+    let torn = [9u8, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0x91, 1];
+    if seg.len() < end + torn.len() {
+        seg.resize(end + torn.len(), 0);
+    }
+    seg[end..end + torn.len()].copy_from_slice(&torn);
+    std::fs::write(&segment, seg).unwrap();
+
+    let before = fingerprint(dir.path());
+    let reader = Reader::<Numbers>::open(dir.path()).unwrap();
+    assert_eq!(check_prefix(&reader), 400);
+    for _ in 0..3 {
+        assert_eq!(reader.refresh().unwrap().seq, 400);
+    }
+    drop(reader);
+    assert_eq!(
+        fingerprint(dir.path()),
+        before,
+        "a read-only open changed the directory"
+    );
+
+    // The comparison sees what a recovery changes (so it would see a reader do it).
+    let store = Store::<Numbers>::open(dir.path(), opts).unwrap();
+    assert_eq!(store.seq(), 400);
+    store.close().unwrap();
+    assert_ne!(fingerprint(dir.path()), before);
+}
+
+#[test]
+fn reader_refuses_a_directory_that_is_not_a_store_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    assert!(matches!(
+        Reader::<Numbers>::open(&missing),
+        Err(Error::Io { .. })
+    ));
+    assert!(!missing.exists());
+    assert!(matches!(
+        Reader::<Numbers>::open(dir.path()),
+        Err(Error::Io { .. })
+    ));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
