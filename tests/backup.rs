@@ -37,8 +37,17 @@ fn check_copy(dir: &Path, expected_seq: u64) -> u64 {
     let copy = Store::<Numbers>::open(dir, options()).expect("the copy opens as a store");
     let v = copy.current();
     let prefix: Vec<u64> = (1..=v.seq()).collect();
-    assert_eq!(v.state().0, prefix, "the copy is not exactly events 1..={}", v.seq());
-    assert_eq!(v.seq(), expected_seq, "the copy opens at the seq its report gives");
+    assert_eq!(
+        v.state().0,
+        prefix,
+        "the copy is not exactly events 1..={}",
+        v.seq()
+    );
+    assert_eq!(
+        v.seq(),
+        expected_seq,
+        "the copy opens at the seq its report gives"
+    );
     copy.close().unwrap();
     v.seq()
 }
@@ -221,7 +230,9 @@ fn backup_holds_no_lock_and_skips_temp_and_corrupt_files() {
         .collect();
     names.sort();
     assert!(
-        names.iter().all(|n| n.ends_with(".snap") || n.ends_with(".wal")),
+        names
+            .iter()
+            .all(|n| n.ends_with(".snap") || n.ends_with(".wal")),
         "{names:?}"
     );
     assert!(!names.iter().any(|n| n.starts_with('.')));

@@ -16,7 +16,7 @@ use crate::{human_bytes, show};
 pub fn run(dir: &Path, dest: &Path) -> Result<(ExitCode, String), String> {
     let r = snapwal::backup::backup_dir(dir, dest).map_err(|e| e.to_string())?;
     let text = format!(
-        "backed up {} to {}: seq {}, {} files linked, {} files copied ({}), {:.2} s\n",
+        "backed up {} to {}: seq {}; files: {} linked, {} copied ({}); {:.2} s\n",
         show(dir),
         show(dest),
         r.seq,

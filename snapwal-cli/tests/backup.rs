@@ -70,8 +70,8 @@ fn backup_of_a_live_store_opens_as_its_prefix_and_leaves_it_untouched() {
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("seq 1000,"), "{stdout}");
-    assert!(stdout.contains("files linked"), "{stdout}");
+    assert!(stdout.contains("seq 1000;"), "{stdout}");
+    assert!(stdout.contains(" linked, "), "{stdout}");
     assert_eq!(files(&live), before, "the backup changed the store");
 
     // The writer still holds its lock; the copy has a lock of its own.

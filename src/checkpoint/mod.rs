@@ -19,7 +19,9 @@
 //!    for the final checkpoint of `close`: a damaged newest snapshot loses nothing).
 //!    Each failure is logged at ERROR with the file, the operation and the error,
 //!    counted, and returned in the report; it never fails the checkpoint. Once the store
-//!    is closing (cancelled), cleanup removes nothing.
+//!    is closing (cancelled), cleanup removes nothing; while a backup reads the store's
+//!    files ([`Store::backup_to`](crate::Store::backup_to) pins them), cleanup removes
+//!    nothing either and the next checkpoint catches up.
 
 //! # No overlap
 //!
