@@ -7,12 +7,14 @@
 //! ignored test that does nothing unless `READER_CHILD_DIR` is set).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use snapwal::fs::{FileBytes, Fs, FsFile, LockGuard, RealFs};
 use snapwal::{Error, Options, Reader, State, Store, SyncPolicy};
 
 const DIR_VAR: &str = "READER_CHILD_DIR";
@@ -291,4 +293,91 @@ fn reader_refuses_a_directory_that_is_not_a_store_and_creates_nothing() {
         Err(Error::Io { .. })
     ));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// A file system that lets a reader list and read (into memory) and nothing else:
+/// every other call panics. Records each `read_from`.
+#[derive(Debug, Default)]
+struct ListAndReadOnly {
+    reads: Mutex<Vec<(PathBuf, u64)>>,
+}
+
+impl Fs for ListAndReadOnly {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        panic!("a reader created {}", path.display())
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        panic!("a reader created {}", path.display())
+    }
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        panic!("a reader opened {} for writing", path.display())
+    }
+    fn read(&self, path: &Path) -> io::Result<FileBytes> {
+        panic!("a reader mapped {}", path.display())
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        RealFs.list(dir)
+    }
+    fn rename_noreplace(&self, from: &Path, _: &Path) -> io::Result<()> {
+        panic!("a reader renamed {}", from.display())
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        panic!("a reader removed {}", path.display())
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        panic!("a reader synced {}", dir.display())
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        panic!("a reader locked {}", path.display())
+    }
+    fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>> {
+        self.reads
+            .lock()
+            .unwrap()
+            .push((path.to_path_buf(), offset));
+        RealFs.read_from(path, offset)
+    }
+}
+
+#[test]
+fn refresh_lists_and_reads_only_and_continues_past_what_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::<Numbers>::open(dir.path(), options()).unwrap();
+    for n in 1..=100 {
+        store.append(&n).unwrap();
+    }
+    let fs = Arc::new(ListAndReadOnly::default());
+    let reader = Reader::<Numbers>::open_with_fs(dir.path(), fs.clone()).unwrap();
+    assert_eq!(check_prefix(&reader), 100);
+    let (segment, _) = fs.reads.lock().unwrap().last().cloned().unwrap();
+
+    for n in 101..=120 {
+        store.append(&n).unwrap();
+    }
+    fs.reads.lock().unwrap().clear();
+    let r = reader.refresh().unwrap();
+    assert_eq!((r.seq, r.records, r.reloaded), (120, 20, false));
+    let reads = fs.reads.lock().unwrap().clone();
+    // The segment it had read is read again only from where its records ended.
+    let resumed: Vec<u64> = reads
+        .iter()
+        .filter(|(p, _)| *p == segment)
+        .map(|(_, offset)| *offset)
+        .collect();
+    assert_eq!(resumed.len(), 1, "{reads:?}");
+    assert!(
+        resumed[0] > 32 + 100 * 16,
+        "read from offset {}",
+        resumed[0]
+    );
+
+    // Purged under it: the reload goes through the same calls.
+    for n in 121..=2_000 {
+        store.append(&n).unwrap();
+    }
+    store.checkpoint().unwrap();
+    let r = reader.refresh().unwrap();
+    assert!(r.reloaded);
+    assert_eq!(check_prefix(&reader), 2_000);
+    store.close().unwrap();
 }
