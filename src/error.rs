@@ -162,8 +162,9 @@ pub enum Error {
     /// The log on disk ends before a seq a [`Reader`](crate::Reader) has already read:
     /// the writer lost records it had written (a power loss before they were durable,
     /// or a reopen under [`RecoveryPolicy::SalvagePrefix`](crate::RecoveryPolicy::SalvagePrefix))
-    /// and may give their seqs to other events. The reader keeps its state; open a new
-    /// `Reader` to follow the store again.
+    /// and gives their seqs to other events. The reader keeps its state; a later
+    /// refresh that finds the log past the reader's seq again reloads it (the new
+    /// history, from scratch), or open a new `Reader`.
     LogRewound {
         /// The store directory.
         path: PathBuf,

@@ -24,8 +24,11 @@
 //!   log ends there for now (not an error); the next refresh reads it.
 //! - A segment or snapshot removed between the listing and the read (a checkpoint's
 //!   cleanup): the reader lists again.
-//! - The records after the reader's seq purged (a newer snapshot covers them): the
-//!   refresh reloads from the newest snapshot. Otherwise a refresh is incremental: it
+//! - The records after the reader's seq purged (a newer snapshot covers them), or the
+//!   log no longer continuing the segment the reader read (the writer lost records it
+//!   had written, as after a power loss, and rewrote their seqs): the refresh reloads
+//!   from the newest snapshot, and refuses with [`Error::LogRewound`] a log that now
+//!   ends before the reader's seq. Otherwise a refresh is incremental: it
 //!   continues in the segment where the last read stopped, past the bytes it read,
 //!   and applies only the records after its seq.
 //!
@@ -272,7 +275,8 @@ impl<S: State> Reader<S> {
                         reloaded: false,
                     });
                 }
-                // The records after our seq were purged: a newer snapshot covers them.
+                // The records after our seq were purged (a newer snapshot covers them),
+                // or the log no longer continues the segment we read: reload.
                 Err(Error::MissingRecords { .. }) => return self.reload(&mut progress, &current),
                 Err(e) if is_not_found(&e) && attempt < RETRIES => {
                     attempt += 1;

@@ -381,3 +381,70 @@ fn refresh_lists_and_reads_only_and_continues_past_what_it_read() {
     assert_eq!(check_prefix(&reader), 2_000);
     store.close().unwrap();
 }
+
+/// Copies the files of a store directory (not `LOCK`).
+fn copy_store(from: &Path, to: &Path) {
+    for sub in ["wal", "snap", "pos"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for entry in std::fs::read_dir(from.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, to.join(sub).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_writer_that_lost_records_it_had_written_is_reported_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = tempfile::tempdir().unwrap();
+    let live = dir.path().join("store");
+    let store = Store::<Numbers>::open(&live, options()).unwrap();
+    for n in 1..=50 {
+        store.append(&n).unwrap();
+    }
+    store.sync().unwrap();
+    copy_store(&live, earlier.path());
+    for n in 51..=100 {
+        store.append(&n).unwrap();
+    }
+    let reader = Reader::<Numbers>::open(&live).unwrap();
+    assert_eq!(check_prefix(&reader), 100);
+    store.close().unwrap();
+
+    // What a power loss does: the disk goes back to seq 50, and the restarted writer
+    // logs other events under seqs 51...
+    for sub in ["wal", "snap", "pos"] {
+        std::fs::remove_dir_all(live.join(sub)).unwrap();
+    }
+    copy_store(earlier.path(), &live);
+    let store = Store::<Numbers>::open(&live, options()).unwrap();
+    assert_eq!(store.seq(), 50);
+    for n in 51..=60 {
+        store.append(&(1_000 + n)).unwrap();
+    }
+    let err = reader.refresh().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LogRewound {
+                read: 100,
+                found: 60,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(check_prefix(&reader), 100, "the reader keeps what it had");
+
+    // Once the new history is longer, a refresh reloads it: a prefix of what is on
+    // disk now, never a mix of the two histories.
+    for n in 61..=150 {
+        store.append(&(1_000 + n)).unwrap();
+    }
+    let r = reader.refresh().unwrap();
+    assert!(r.reloaded);
+    assert_eq!(reader.seq(), 150);
+    let expected: Vec<u64> = (1..=50).chain((51..=150).map(|n| 1_000 + n)).collect();
+    assert_eq!(reader.current().state().0, expected);
+    store.close().unwrap();
+}

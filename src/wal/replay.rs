@@ -192,6 +192,18 @@ pub(crate) fn replay_with(
         };
     };
     let needed = segments.get(start..).unwrap_or(&[]);
+    // A reader's log now starts inside the records it read, in another segment than
+    // the one it read them from: the writer rewound (lost records it had written and
+    // logs other events under their seqs). Only a reload from scratch can tell what
+    // the log holds now.
+    if let (Access::ReadOnly { resume: Some(c) }, Some((first, path))) = (access, needed.first()) {
+        if c.next_seq == first_needed && *first != c.segment && *first < first_needed {
+            return Err(Error::MissingRecords {
+                needed: first_needed,
+                path: path.clone(),
+            });
+        }
+    }
     let mut expected = needed.first().map_or(first_needed, |(f, _)| *f);
     // Where the previous segment's records ended early: (path, offset).
     let mut prev_torn: Option<(PathBuf, u64)> = None;
