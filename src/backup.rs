@@ -35,6 +35,9 @@ use crate::{snapshot, wal, Seq, State, Store};
 /// How many times [`backup_dir`] starts again after a file vanished under it.
 pub const RETRIES: u32 = 16;
 
+/// How many more times a backup reads a last segment whose header does not validate.
+const HEADER_READS: u32 = 3;
+
 /// What a backup did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackupReport {
@@ -366,24 +369,33 @@ impl<'a> Copy<'a> {
         for (_, path) in sealed {
             self.immutable(path, "wal")?;
         }
-        let bytes = self.read(last)?;
         let to = self.target(last, "wal");
         // Every record before `first` is in the sealed segments.
         let before = match sealed.is_empty() {
             true => 0,
             false => first.saturating_sub(1),
         };
-        match SegmentHeader::decode(&bytes) {
-            Ok(h) if h.first_seq == *first => {}
-            // Created by a rotation, header not written yet: it holds no record.
-            Err(HeaderError::Short | HeaderError::Zeroed) => return Ok(before),
-            // Damaged: copied as it is, for the copy's recovery to judge like the
-            // store's own would.
-            _ => {
-                self.write(&to, &bytes)?;
-                return Ok(before);
+        // The writer may be writing the header right now (a read is not atomic with a
+        // write): read again a few times before calling it damage.
+        let mut attempt = 0;
+        let bytes = loop {
+            let bytes = self.read(last)?;
+            match SegmentHeader::decode(&bytes) {
+                Ok(h) if h.first_seq == *first => break bytes,
+                // Created by a rotation, header not written yet: it holds no record.
+                Err(HeaderError::Short | HeaderError::Zeroed) => return Ok(before),
+                _ if attempt < HEADER_READS => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                // Damaged: copied as it is, for the copy's recovery to judge like the
+                // store's own would.
+                _ => {
+                    self.write(&to, &bytes)?;
+                    return Ok(before);
+                }
             }
-        }
+        };
         let mut end = None;
         for rec in RecordScan::new(&bytes, *first) {
             if cap.is_some_and(|cap| rec.seq > cap) {

@@ -20,8 +20,10 @@
 //!
 //! The writer keeps rotating, checkpointing and purging while a reader reads:
 //!
-//! - A record being written at the end of the last segment fails its checksum: the
-//!   log ends there for now (not an error); the next refresh reads it.
+//! - A record (or a new segment's header) being written at the end of the log fails
+//!   its checksum: the log ends there for now (not an error); the next refresh reads
+//!   it. So damage at the end of the last segment, which `Store::open` would report
+//!   or cut, is where a reader stops.
 //! - A segment or snapshot removed between the listing and the read (a checkpoint's
 //!   cleanup): the reader lists again.
 //! - The records after the reader's seq purged (a newer snapshot covers them), or the

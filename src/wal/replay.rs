@@ -51,8 +51,8 @@ pub(crate) enum Access {
     Recover,
     /// A reader without the lock: nothing in the directory changes (no cut, no
     /// removal, no move aside, no sync) and files are read into memory, never mapped.
-    /// An empty or torn end of the last segment ends the log (a writer may be writing
-    /// it); other damage is an error. `resume` continues an earlier read where it
+    /// An empty, torn or half-written end of the last segment (its header included)
+    /// ends the log: a writer may be writing it; other damage is an error. `resume` continues an earlier read where it
     /// stopped, when the log still starts there.
     ReadOnly { resume: Option<LogCursor> },
 }
@@ -266,6 +266,13 @@ pub(crate) fn replay_with(
         };
         let header = match decoded {
             Ok(h) => h,
+            Err(e) if is_last && read_only => {
+                // The live writer may be writing this header right now (a read is
+                // not atomic with a write): the log ends here for now.
+                tracing::debug!(segment = %path.display(), error = %header_error(path, e),
+                    "the last segment's header does not validate (yet); reading stops there");
+                break;
+            }
             Err(HeaderError::Short | HeaderError::Zeroed) if is_last => {
                 // Created but never written before a crash (or, for a reader, not yet
                 // written by the live writer): it holds no record.
