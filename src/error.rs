@@ -153,6 +153,27 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    /// A backup's destination exists and is not an empty directory
+    /// ([`Store::backup_to`](crate::Store::backup_to),
+    /// [`backup::backup_dir`](crate::backup::backup_dir)). Nothing was written.
+    DestinationNotEmpty {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// The log on disk ends before a seq a [`Reader`](crate::Reader) has already read:
+    /// the writer lost records it had written (a power loss before they were durable,
+    /// or a reopen under [`RecoveryPolicy::SalvagePrefix`](crate::RecoveryPolicy::SalvagePrefix))
+    /// and gives their seqs to other events. The reader keeps its state; a later
+    /// refresh that finds the log past the reader's seq again reloads it (the new
+    /// history, from scratch), or open a new `Reader`.
+    LogRewound {
+        /// The store directory.
+        path: PathBuf,
+        /// The seq the reader had reached.
+        read: Seq,
+        /// The seq the store on disk reaches now.
+        found: Seq,
+    },
 }
 
 impl Error {
@@ -273,6 +294,17 @@ impl fmt::Display for Error {
             }
             Error::SchedulerStopped => write!(f, "the scheduler was shut down"),
             Error::SeqExhausted => write!(f, "every sequence number has been used"),
+            Error::DestinationNotEmpty { path } => write!(
+                f,
+                "backup destination {} exists and is not an empty directory",
+                path.display()
+            ),
+            Error::LogRewound { path, read, found } => write!(
+                f,
+                "the log of {} now ends at seq {found}, before seq {read} this reader already \
+                 read (the writer lost records it had written); open a new reader",
+                path.display()
+            ),
             Error::SegmentUnavailable { path, source } => write!(
                 f,
                 "WAL segment or directory {} unavailable ({source}); nothing is lost and the store \

@@ -414,6 +414,8 @@ pub enum ScanEnd {
 #[derive(Debug)]
 pub struct RecordScan<'a> {
     bytes: &'a [u8],
+    /// Offset in the file of `bytes[0]` (non-zero for a resumed scan).
+    base: u64,
     pos: usize,
     next_seq: Seq,
     end: Option<ScanEnd>,
@@ -424,10 +426,31 @@ impl<'a> RecordScan<'a> {
     pub fn new(bytes: &'a [u8], first_seq: Seq) -> Self {
         RecordScan {
             bytes,
+            base: 0,
             pos: SEGMENT_HEADER_LEN,
             next_seq: first_seq,
             end: None,
         }
+    }
+
+    /// Continues a scan of a segment whose bytes from file offset `offset` on are
+    /// `tail`, at the record carrying `next_seq`: for a reader that has already read
+    /// the records before `offset` (the [`RecordScan::offset`] of an earlier scan).
+    /// Offsets in the records and the end are file offsets.
+    pub fn resume(tail: &'a [u8], offset: u64, next_seq: Seq) -> Self {
+        RecordScan {
+            bytes: tail,
+            base: offset,
+            pos: 0,
+            next_seq,
+            end: None,
+        }
+    }
+
+    /// The file offset just past the last record returned (where the next one would
+    /// start).
+    pub fn offset(&self) -> u64 {
+        self.base.saturating_add(self.pos as u64)
     }
 
     /// The seq the next record would need.
@@ -441,7 +464,7 @@ impl<'a> RecordScan<'a> {
     }
 
     fn finish(&mut self, reason: Option<String>) -> Option<Record<'a>> {
-        let offset = self.pos as u64;
+        let offset = self.offset();
         let rest = self.bytes.get(self.pos..).unwrap_or(&[]);
         self.end = Some(if rest.iter().all(|&b| b == 0) {
             ScanEnd::Clean { offset }
@@ -493,7 +516,7 @@ impl<'a> Iterator for RecordScan<'a> {
                 "record carries seq {seq}, which no writer reaches"
             )));
         };
-        let offset = self.pos as u64;
+        let offset = self.offset();
         self.pos += FRAME_HEADER_LEN + payload.len();
         self.next_seq = next_seq;
         Some(Record {

@@ -57,6 +57,30 @@ pub trait Fs: Send + Sync + fmt::Debug + 'static {
     /// Takes an exclusive lock on `path` (created if missing), held until the returned
     /// guard is dropped. Fails with `WouldBlock` if it is held elsewhere.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
+
+    /// Reads `path` from byte `offset` to its end into memory, never mapping it: for
+    /// files another process may be writing, read without the store's lock (a
+    /// [`Reader`](crate::Reader), a backup of a store this process does not hold). An
+    /// `offset` past the end gives no bytes.
+    ///
+    /// The default reads the whole file with [`Fs::read`] and copies the part from
+    /// `offset`; [`RealFs`] reads only that part.
+    fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>> {
+        let bytes = self.read(path)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        Ok(bytes.get(start..).unwrap_or(&[]).to_vec())
+    }
+
+    /// Creates `to` as a hard link to the file `from` (used by backups for files that
+    /// never change once written). Fails with `AlreadyExists` if `to` exists; any
+    /// failure makes the caller copy the file instead.
+    ///
+    /// The default fails with [`io::ErrorKind::Unsupported`], so a file system that
+    /// does not implement it gets copies.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let _ = (from, to);
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// An open file, written at explicit offsets.
@@ -222,6 +246,20 @@ impl Fs for RealFs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let d = File::open(dir)?;
         rustix::fs::fsync(&d).map_err(io::Error::from)
+    }
+
+    fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = File::open(path)?;
+        let len = f.metadata()?.len();
+        let mut out = Vec::with_capacity(usize::try_from(len.saturating_sub(offset)).unwrap_or(0));
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {

@@ -18,6 +18,7 @@ macro_rules! mutant {
     }};
 }
 
+pub mod backup;
 pub mod checkpoint;
 pub mod error;
 pub mod format;
@@ -27,6 +28,7 @@ pub mod inspect;
 pub mod metrics;
 mod options;
 pub mod position;
+pub mod reader;
 pub mod scheduler;
 pub mod snapshot;
 mod store;
@@ -36,12 +38,14 @@ mod util;
 mod versioned;
 pub mod wal;
 
+pub use backup::BackupReport;
 pub use checkpoint::{
     CheckpointMode, CheckpointOutcome, CheckpointReport, CheckpointStats, CleanupFailure,
 };
 pub use error::{Error, Result};
 pub use options::{CloseOptions, Options, RecoveryPolicy, SyncPolicy};
 pub use position::{Position, PositionCell};
+pub use reader::{Reader, Refreshed};
 pub use scheduler::{CheckpointerConfig, Scheduler};
 pub use store::{CloseReport, FinalCheckpointMissed, OpenReport, Store};
 pub use versioned::Versioned;

@@ -1,21 +1,23 @@
-//! `snapwal`: inspect, verify and dump a snapwal store directory.
+//! `snapwal`: inspect, verify, dump and back up a snapwal store directory.
 //!
 //! Nothing here writes to the store or takes its lock, so every command can run next
-//! to a live writer.
+//! to a live writer (`backup` writes only to its destination).
 //!
 //! Exit codes: 0 when the command succeeded (for `verify`: no damage), 1 when `verify`
-//! found damage, 2 when the store could not be read (or the arguments are wrong).
+//! found damage, 2 when the store could not be read or the backup failed (or the
+//! arguments are wrong).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backup;
 mod dump;
 mod inspect;
 mod verify;
 
-/// Inspect, verify and dump a snapwal store directory (read-only).
+/// Inspect, verify, dump and back up a snapwal store directory (never writing to it).
 #[derive(Debug, Parser)]
 #[command(name = "snapwal", version, about, long_about = None)]
 struct Cli {
@@ -53,6 +55,16 @@ enum Command {
         #[arg(long)]
         hex: bool,
     },
+    /// Copy the store to DEST (which must not exist, or be empty) without its lock:
+    /// hard links for the files that never change where DEST is on the same file
+    /// system, copies otherwise; the last segment is copied up to its last whole
+    /// record. The copy opens as a store.
+    Backup {
+        /// The store directory.
+        dir: PathBuf,
+        /// The new copy.
+        dest: PathBuf,
+    },
 }
 
 /// Exit code: the store could not be read.
@@ -64,6 +76,7 @@ fn main() -> ExitCode {
         Command::Inspect { dir, json } => inspect::run(&dir, json).map(print),
         Command::Verify { dir } => verify::run(&dir).map(print),
         Command::Dump { dir, from, to, hex } => dump::run(&dir, from, to, hex),
+        Command::Backup { dir, dest } => backup::run(&dir, &dest).map(print),
     };
     match result {
         Ok(code) => code,

@@ -19,7 +19,9 @@
 //!    for the final checkpoint of `close`: a damaged newest snapshot loses nothing).
 //!    Each failure is logged at ERROR with the file, the operation and the error,
 //!    counted, and returned in the report; it never fails the checkpoint. Once the store
-//!    is closing (cancelled), cleanup removes nothing.
+//!    is closing (cancelled), cleanup removes nothing; while a backup reads the store's
+//!    files ([`Store::backup_to`](crate::Store::backup_to) pins them), cleanup removes
+//!    nothing either and the next checkpoint catches up.
 
 //! # No overlap
 //!
@@ -40,7 +42,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -206,6 +208,11 @@ pub(crate) struct Checkpoints {
     saved: Mutex<Saved>,
     /// The generation of the next positions record.
     next_generation: AtomicU64,
+    /// Held shared by a backup while it reads the store's files
+    /// ([`Checkpoints::pin_files`]); a checkpoint's removals take it exclusively
+    /// without waiting, and are skipped (left to the next checkpoint) while a backup
+    /// holds it. No appender or reader takes it.
+    files: RwLock<()>,
 }
 
 impl Checkpoints {
@@ -223,6 +230,24 @@ impl Checkpoints {
             slow_ns: AtomicU64::new(SLOW_DEFAULT.as_nanos() as u64),
             saved: Mutex::new(saved),
             next_generation: AtomicU64::new(next_generation),
+            files: RwLock::new(()),
+        }
+    }
+
+    /// Keeps every snapshot, positions record and WAL segment of the store on disk
+    /// until the guard is dropped: cleanup removes nothing meanwhile (it skips its
+    /// removals and the next checkpoint catches up). Waits for a cleanup in progress
+    /// (a few unlinks) to end. Backups use it.
+    pub(crate) fn pin_files(&self) -> RwLockReadGuard<'_, ()> {
+        self.files.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The right to remove files, unless a backup has pinned them; never waits.
+    fn unpinned(&self) -> Option<RwLockWriteGuard<'_, ()>> {
+        match self.files.try_write() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
         }
     }
 
@@ -463,6 +488,10 @@ impl Checkpoints {
         rep: &mut CheckpointReport,
         keep: Option<u64>,
     ) {
+        let Some(_unpinned) = self.unpinned() else {
+            tracing::debug!(dir = %src.dir.display(), "a backup is reading the store: positions records are pruned by a later checkpoint");
+            return;
+        };
         let records = match snapshot::list(src.fs, src.pos_dir) {
             Ok(r) => r,
             Err(e) => return cleanup_failed(src, rep, src.pos_dir.to_path_buf(), "list", e),
@@ -486,6 +515,10 @@ impl Checkpoints {
         if self.cancelled() {
             return;
         }
+        let Some(_unpinned) = self.unpinned() else {
+            tracing::debug!(dir = %src.dir.display(), "a backup is reading the store: snapshots and segments are removed by a later checkpoint");
+            return;
+        };
         let keep = src.keep_snapshots;
         let snaps = match snapshot::list(src.fs, src.snap_dir) {
             Ok(s) => s,

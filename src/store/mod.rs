@@ -69,6 +69,7 @@ use scratch::Scratch;
 pub(crate) use lifecycle::Stop;
 pub use lifecycle::{CloseReport, FinalCheckpointMissed};
 pub use open::OpenReport;
+pub(crate) use open::{apply_record, is_not_found, recover};
 
 /// Everything shared between the store handle and its background threads.
 pub(crate) struct Inner<S: State> {

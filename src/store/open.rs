@@ -21,9 +21,10 @@ use arc_swap::ArcSwap;
 use super::{Inner, Stop, Store};
 use crate::checkpoint::Checkpoints;
 use crate::error::{Error, Result};
+use crate::fs::Fs;
 use crate::position::{self, Position, Positions};
-use crate::wal::{self, Wal, WalOptions};
-use crate::{snapshot, Options, Seq, State, SyncPolicy, Versioned};
+use crate::wal::{self, Access, LogCursor, ReplayReport, Wal, WalOptions};
+use crate::{snapshot, Options, RecoveryPolicy, Seq, State, SyncPolicy, Versioned};
 
 /// What [`Store::open`] found and did.
 #[derive(Debug, Clone, Default)]
@@ -139,68 +140,18 @@ impl<S: State> Store<S> {
             ..OpenReport::default()
         };
 
-        // Newest valid snapshot, falling back to older ones.
-        let mut base: Option<(Seq, u64, SnapshotBody<S>)> = None;
-        // The newest snapshot that failed validation: its seq and why.
-        let mut first_skip: Option<(Seq, Error)> = None;
-        for (seq, path) in snapshot::list(fs.as_ref(), &snap_dir)?.into_iter().rev() {
-            match snapshot::load::<SnapshotBody<S>>(fs.as_ref(), &path, None) {
-                Ok((h, body)) => {
-                    base = Some((seq, h.store_id, body));
-                    break;
-                }
-                Err(e @ (Error::UnsupportedVersion { .. } | Error::Decode { .. })) => {
-                    return Err(e)
-                }
-                Err(e) => {
-                    tracing::warn!(snapshot = %path.display(), error = %e,
-                        "snapshot does not validate; falling back to an older one");
-                    report.snapshots_skipped.push((path, e.to_string()));
-                    first_skip.get_or_insert((seq, e));
-                }
-            }
-        }
-        let (snap_seq, snap_id, (mut state, mut saved_positions)) = match base {
-            Some((seq, id, body)) => (seq, Some(id), body),
-            None => (0, None, (S::default(), Vec::new())),
-        };
-        report.snapshot_seq = snap_id.map(|_| snap_seq);
-
-        let replayed = wal::replay(
+        let recovered = recover::<S>(
             fs.as_ref(),
+            &snap_dir,
             &wal_dir,
-            snap_seq,
-            snap_id,
             options.recovery,
-            |rec, path| {
-                let (event, rest) =
-                    postcard::take_from_bytes::<S::Event>(rec.payload).map_err(|source| {
-                        Error::Decode {
-                            path: path.into(),
-                            offset: rec.offset,
-                            source,
-                        }
-                    })?;
-                if !rest.is_empty() {
-                    return Err(Error::corrupt(path, rec.offset, "event has trailing bytes: it no longer decodes as the event type (see the `format` docs, \"Evolving your events\")"));
-                }
-                state.apply(&event);
-                Ok(())
-            },
-        );
-        let replayed = match (replayed, first_skip) {
-            // A skipped snapshot explains a WAL that does not reach back far enough.
-            (Err(Error::MissingRecords { .. }), Some((_, skip))) => return Err(skip),
-            // So does a WAL that ends before the newest skipped snapshot (its seq was
-            // acknowledged): recovering short of it would lose data in silence.
-            (Ok(r), Some((skipped_seq, skip)))
-                if options.recovery != crate::RecoveryPolicy::SalvagePrefix
-                    && r.next_seq <= skipped_seq =>
-            {
-                return Err(skip)
-            }
-            (r, _) => r?,
-        };
+            Access::Recover,
+        )?;
+        let (snap_seq, snap_id, replayed) =
+            (recovered.snap_seq, recovered.snap_id, recovered.replayed);
+        let (state, mut saved_positions) = (recovered.state, recovered.positions);
+        report.snapshot_seq = snap_id.map(|_| snap_seq);
+        report.snapshots_skipped = recovered.skipped;
         let seq = replayed.next_seq - 1;
         let known_id = replayed.store_id.or(snap_id);
         report.seq = seq;
@@ -307,4 +258,125 @@ impl<S: State> Store<S> {
         );
         Ok((store, report))
     }
+}
+
+/// What [`recover`] read: the newest snapshot that validates and the WAL after it.
+pub(crate) struct Recovered<S> {
+    /// The state after `replayed.next_seq - 1`.
+    pub(crate) state: S,
+    /// The positions saved with the base snapshot.
+    pub(crate) positions: Vec<(String, Position)>,
+    /// The base snapshot's seq (0 without one) and store id.
+    pub(crate) snap_seq: Seq,
+    pub(crate) snap_id: Option<u64>,
+    pub(crate) replayed: ReplayReport,
+    /// Where the WAL read stopped.
+    pub(crate) cursor: Option<LogCursor>,
+    /// Snapshots that did not validate (newest first), with the reason.
+    pub(crate) skipped: Vec<(PathBuf, String)>,
+}
+
+/// Recovery's reading half, shared by [`Store::open`] and [`Reader`](crate::Reader):
+/// loads the newest snapshot that validates (falling back to older ones, logging why)
+/// and replays the WAL records after it (see [`wal::replay`]).
+///
+/// Under [`Access::ReadOnly`] nothing in the directory changes, and a snapshot that
+/// vanished between the listing and the read (pruned by a live writer) is an error,
+/// not a damaged snapshot: the caller lists again.
+pub(crate) fn recover<S: State>(
+    fs: &dyn Fs,
+    snap_dir: &Path,
+    wal_dir: &Path,
+    policy: RecoveryPolicy,
+    access: Access,
+) -> Result<Recovered<S>> {
+    let mut skipped = Vec::new();
+    // Newest valid snapshot, falling back to older ones.
+    let mut base: Option<(Seq, u64, SnapshotBody<S>)> = None;
+    // The newest snapshot that failed validation: its seq and why.
+    let mut first_skip: Option<(Seq, Error)> = None;
+    for (seq, path) in snapshot::list(fs, snap_dir)?.into_iter().rev() {
+        let loaded = match access {
+            Access::Recover => snapshot::load::<SnapshotBody<S>>(fs, &path, None),
+            // Without the lock, read into memory rather than map (see `Fs::read_from`).
+            Access::ReadOnly { .. } => fs
+                .read_from(&path, 0)
+                .map_err(|e| Error::io("read", &path, e))
+                .and_then(|bytes| snapshot::decode::<SnapshotBody<S>>(&bytes, &path, None)),
+        };
+        match loaded {
+            Ok((h, body)) => {
+                base = Some((seq, h.store_id, body));
+                break;
+            }
+            Err(e @ (Error::UnsupportedVersion { .. } | Error::Decode { .. })) => return Err(e),
+            Err(e) if access != Access::Recover && is_not_found(&e) => return Err(e),
+            Err(e) => {
+                tracing::warn!(snapshot = %path.display(), error = %e,
+                    "snapshot does not validate; falling back to an older one");
+                skipped.push((path, e.to_string()));
+                first_skip.get_or_insert((seq, e));
+            }
+        }
+    }
+    let (snap_seq, snap_id, (mut state, positions)) = match base {
+        Some((seq, id, body)) => (seq, Some(id), body),
+        None => (0, None, (S::default(), Vec::new())),
+    };
+
+    let replayed = wal::replay_with(
+        fs,
+        wal_dir,
+        snap_seq,
+        snap_id,
+        policy,
+        access,
+        |rec, path| apply_record(&mut state, rec, path),
+    );
+    let (replayed, cursor) = match (replayed, first_skip) {
+        // A skipped snapshot explains a WAL that does not reach back far enough.
+        (Err(Error::MissingRecords { .. }), Some((_, skip))) => return Err(skip),
+        // So does a WAL that ends before the newest skipped snapshot (its seq was
+        // acknowledged): recovering short of it would lose data in silence.
+        (Ok((r, _)), Some((skipped_seq, skip)))
+            if policy != RecoveryPolicy::SalvagePrefix && r.next_seq <= skipped_seq =>
+        {
+            return Err(skip)
+        }
+        (r, _) => r?,
+    };
+    Ok(Recovered {
+        state,
+        positions,
+        snap_seq,
+        snap_id,
+        replayed,
+        cursor,
+        skipped,
+    })
+}
+
+/// Decodes a record's event and applies it to `state`.
+pub(crate) fn apply_record<S: State>(
+    state: &mut S,
+    rec: crate::format::Record<'_>,
+    path: &Path,
+) -> Result<()> {
+    let (event, rest) =
+        postcard::take_from_bytes::<S::Event>(rec.payload).map_err(|source| Error::Decode {
+            path: path.into(),
+            offset: rec.offset,
+            source,
+        })?;
+    if !rest.is_empty() {
+        return Err(Error::corrupt(path, rec.offset, "event has trailing bytes: it no longer decodes as the event type (see the `format` docs, \"Evolving your events\")"));
+    }
+    state.apply(&event);
+    Ok(())
+}
+
+/// Whether `e` says a file or directory is not there (removed by a live writer).
+pub(crate) fn is_not_found(e: &Error) -> bool {
+    e.io_error()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }

@@ -77,6 +77,7 @@ mod segment;
 mod sync;
 
 pub use replay::{list_segments, replay, ReplayReport};
+pub(crate) use replay::{read_only, replay_with, Access, LogCursor};
 
 /// The default of [`Wal::max_staged_bytes`]: 1 MiB.
 pub const DEFAULT_MAX_STAGED_BYTES: u64 = 1 << 20;

@@ -1,5 +1,7 @@
 //! Replay: reading the segments back at open, checking every record, cutting a torn
-//! tail, and moving damage aside under `SalvagePrefix`.
+//! tail, and moving damage aside under `SalvagePrefix`. The same scan, with every
+//! change to the directory switched off ([`Access::ReadOnly`]), serves a
+//! [`Reader`](crate::Reader) that holds no lock.
 //!
 //! # Invariants kept here
 //!
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::{self, HeaderError, Record, RecordScan, ScanEnd, SegmentHeader};
-use crate::fs::Fs;
+use crate::fs::{FileBytes, Fs};
 use crate::{RecoveryPolicy, Seq};
 
 /// Lists the segments in `dir`, sorted by first seq.
@@ -39,6 +41,29 @@ pub struct ReplayReport {
     pub torn_tail: Option<(PathBuf, u64, u64)>,
     /// Segments moved aside by [`RecoveryPolicy::SalvagePrefix`].
     pub quarantined: Vec<PathBuf>,
+}
+
+/// How a replay may treat the store directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Recovery at open, under the store's lock: cut a torn tail, remove an empty
+    /// last segment, move damage aside under `SalvagePrefix`, sync what was read.
+    Recover,
+    /// A reader without the lock: nothing in the directory changes (no cut, no
+    /// removal, no move aside, no sync) and files are read into memory, never mapped.
+    /// An empty, torn or half-written end of the last segment (its header included)
+    /// ends the log: a writer may be writing it; other damage is an error. `resume` continues an earlier read where it
+    /// stopped, when the log still starts there.
+    ReadOnly { resume: Option<LogCursor> },
+}
+
+/// Where a read of the log stopped: the segment read last, the offset just past its
+/// last valid record, and the seq the next record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogCursor {
+    pub(crate) segment: Seq,
+    pub(crate) offset: u64,
+    pub(crate) next_seq: Seq,
 }
 
 fn header_error(path: &Path, e: HeaderError) -> Error {
@@ -79,8 +104,38 @@ pub fn replay(
     after: Seq,
     store_id: Option<u64>,
     policy: RecoveryPolicy,
-    mut apply: impl FnMut(Record<'_>, &Path) -> Result<()>,
+    apply: impl FnMut(Record<'_>, &Path) -> Result<()>,
 ) -> Result<ReplayReport> {
+    replay_with(fs, dir, after, store_id, policy, Access::Recover, apply).map(|(r, _)| r)
+}
+
+/// [`replay`] without changing a byte of the directory ([`Access::ReadOnly`]), from
+/// `resume` when the log still starts there. Also returns where it stopped.
+pub(crate) fn read_only(
+    fs: &dyn Fs,
+    dir: &Path,
+    after: Seq,
+    store_id: Option<u64>,
+    resume: Option<LogCursor>,
+    apply: impl FnMut(Record<'_>, &Path) -> Result<()>,
+) -> Result<(ReplayReport, Option<LogCursor>)> {
+    let access = Access::ReadOnly { resume };
+    let policy = RecoveryPolicy::TolerateTornTail;
+    replay_with(fs, dir, after, store_id, policy, access, apply)
+}
+
+/// [`replay`] with the directory access given (see [`Access`]); also returns where it
+/// stopped.
+pub(crate) fn replay_with(
+    fs: &dyn Fs,
+    dir: &Path,
+    after: Seq,
+    store_id: Option<u64>,
+    policy: RecoveryPolicy,
+    access: Access,
+    mut apply: impl FnMut(Record<'_>, &Path) -> Result<()>,
+) -> Result<(ReplayReport, Option<LogCursor>)> {
+    let read_only = access != Access::Recover;
     let mut segments = list_segments(fs, dir)?;
     // Snapshots never carry u64::MAX (their decoder refuses it), so this only guards
     // a caller passing it directly.
@@ -111,12 +166,13 @@ pub fn replay(
         report.quarantined.push(aside);
         segments.remove(0);
     }
+    let mut cursor = None;
     let Some(start) = segments
         .iter()
         .rposition(|(first, _)| *first <= first_needed)
     else {
         return match segments.first() {
-            None => Ok(report),
+            None => Ok((report, cursor)),
             Some((_, path)) => {
                 let err = Error::MissingRecords {
                     needed: first_needed,
@@ -128,6 +184,7 @@ pub fn replay(
                 // not a salvage.
                 if after > 0 {
                     salvage(fs, dir, policy, err, &segments, first_needed, report)
+                        .map(|r| (r, cursor))
                 } else {
                     Err(err)
                 }
@@ -135,6 +192,18 @@ pub fn replay(
         };
     };
     let needed = segments.get(start..).unwrap_or(&[]);
+    // A reader's log now starts inside the records it read, in another segment than
+    // the one it read them from: the writer rewound (lost records it had written and
+    // logs other events under their seqs). Only a reload from scratch can tell what
+    // the log holds now.
+    if let (Access::ReadOnly { resume: Some(c) }, Some((first, path))) = (access, needed.first()) {
+        if c.next_seq == first_needed && *first != c.segment && *first < first_needed {
+            return Err(Error::MissingRecords {
+                needed: first_needed,
+                path: path.clone(),
+            });
+        }
+    }
     let mut expected = needed.first().map_or(first_needed, |(f, _)| *f);
     // Where the previous segment's records ended early: (path, offset).
     let mut prev_torn: Option<(PathBuf, u64)> = None;
@@ -145,7 +214,7 @@ pub fn replay(
         let next_seq = expected.max(first_needed);
         let give_up = |err: Error, from: usize, report: ReplayReport| {
             let rest = needed.get(from..).unwrap_or(&[]);
-            salvage(fs, dir, policy, err, rest, next_seq, report)
+            salvage(fs, dir, policy, err, rest, next_seq, report).map(|r| (r, None))
         };
         if *first != expected {
             let err = match (&prev_torn, *first > expected) {
@@ -175,13 +244,42 @@ pub fn replay(
             };
             return give_up(err, from, report);
         }
-        let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
-        let header = match SegmentHeader::decode(&bytes) {
+        // A reader continues in the segment it stopped in, past the records it read.
+        let resumed = match access {
+            Access::ReadOnly { resume: Some(c) }
+                if i == 0 && c.segment == *first && c.next_seq == first_needed =>
+            {
+                Some(c)
+            }
+            _ => None,
+        };
+        let bytes = match (read_only, resumed) {
+            (true, r) => fs
+                .read_from(path, r.map_or(0, |c| c.offset))
+                .map(FileBytes::from_vec),
+            (false, _) => fs.read(path),
+        }
+        .map_err(|e| Error::io("read", path, e))?;
+        let decoded = match resumed {
+            Some(_) => Ok(None),
+            None => SegmentHeader::decode(&bytes).map(Some),
+        };
+        let header = match decoded {
             Ok(h) => h,
+            Err(e) if is_last && read_only => {
+                // The live writer may be writing this header right now (a read is
+                // not atomic with a write): the log ends here for now.
+                tracing::debug!(segment = %path.display(), error = %header_error(path, e),
+                    "the last segment's header does not validate (yet); reading stops there");
+                break;
+            }
             Err(HeaderError::Short | HeaderError::Zeroed) if is_last => {
-                // Created but never written before a crash: it holds no record.
+                // Created but never written before a crash (or, for a reader, not yet
+                // written by the live writer): it holds no record.
                 drop(bytes);
-                remove_empty_segment(fs, dir, path)?;
+                if !read_only {
+                    remove_empty_segment(fs, dir, path)?;
+                }
                 break;
             }
             Err(e @ (HeaderError::BadMagic | HeaderError::Version(_))) => {
@@ -192,30 +290,35 @@ pub fn replay(
                 return give_up(err, i, report);
             }
         };
-        if header.first_seq != *first {
-            let err = Error::corrupt(
-                path,
-                12,
-                format!(
-                    "header says first seq {} but the name says {first}",
-                    header.first_seq
-                ),
-            );
-            return give_up(err, i, report);
-        }
-        match report.store_id {
-            Some(id) if id != header.store_id => {
-                return Err(Error::ForeignFile {
-                    path: path.clone(),
-                    expected: id,
-                    found: header.store_id,
-                })
+        if let Some(header) = header {
+            if header.first_seq != *first {
+                let err = Error::corrupt(
+                    path,
+                    12,
+                    format!(
+                        "header says first seq {} but the name says {first}",
+                        header.first_seq
+                    ),
+                );
+                return give_up(err, i, report);
             }
-            _ => report.store_id = Some(header.store_id),
+            match report.store_id {
+                Some(id) if id != header.store_id => {
+                    return Err(Error::ForeignFile {
+                        path: path.clone(),
+                        expected: id,
+                        found: header.store_id,
+                    })
+                }
+                _ => report.store_id = Some(header.store_id),
+            }
         }
         report.segments_read += 1;
         read.push(path);
-        let mut scan = RecordScan::new(&bytes, *first);
+        let mut scan = match resumed {
+            Some(c) => RecordScan::resume(&bytes, c.offset, c.next_seq),
+            None => RecordScan::new(&bytes, *first),
+        };
         for rec in scan.by_ref() {
             if rec.seq > after {
                 report.records_replayed += 1;
@@ -224,6 +327,11 @@ pub fn replay(
             }
         }
         expected = scan.next_seq();
+        cursor = Some(LogCursor {
+            segment: *first,
+            offset: scan.offset(),
+            next_seq: expected,
+        });
         prev_torn = None;
         match scan.end() {
             Some(ScanEnd::Torn {
@@ -231,7 +339,13 @@ pub fn replay(
                 bytes: torn,
                 reason,
             }) => {
-                if is_last {
+                if is_last && read_only {
+                    // A record the live writer is still writing, or a crash's torn
+                    // tail that its next open cuts: the log ends here for now.
+                    tracing::debug!(segment = %path.display(), offset = *offset, bytes = *torn,
+                        "the last segment ends in an incomplete record; reading stops there");
+                    report.torn_tail = Some((path.clone(), *offset, *torn));
+                } else if is_last {
                     if policy == RecoveryPolicy::Strict {
                         return Err(Error::TornTail {
                             path: path.clone(),
@@ -259,8 +373,14 @@ pub fn replay(
             // No valid record at all: its name would clash with the next segment.
             drop(bytes);
             read.pop();
-            remove_empty_segment(fs, dir, path)?;
+            if !read_only {
+                remove_empty_segment(fs, dir, path)?;
+            }
         }
+    }
+    report.next_seq = expected.max(first_needed);
+    if read_only {
+        return Ok((report, cursor));
     }
     // What was read may have come from the page cache of a crashed process: make it
     // durable before new records, acknowledged as durable, are written after it.
@@ -275,8 +395,7 @@ pub fn replay(
         fs.sync_dir(dir)
             .map_err(|e| Error::io("fsync dir", dir, e))?;
     }
-    report.next_seq = expected.max(first_needed);
-    Ok(report)
+    Ok((report, cursor))
 }
 
 fn remove_empty_segment(fs: &dyn Fs, dir: &Path, path: &Path) -> Result<()> {
