@@ -12,7 +12,7 @@
 //! - [`LogStore`] implements `RaftLogStorage` and `RaftLogReader` ([`LogReader`]).
 //! - [`StateMachine`] implements `RaftStateMachine`; [`SnapshotBuilder`] implements
 //!   `RaftSnapshotBuilder`. Your replicated state implements [`App`] ([`kv::Kv`] is
-//!   an example).
+//!   an example); [`SmReader`] reads it while openraft owns the state machine.
 //!
 //! # Guarantees
 //!
@@ -69,4 +69,4 @@ pub mod state_machine;
 
 pub use error::{Error, Result};
 pub use log_store::{LogOptions, LogReader, LogStore, LogView};
-pub use state_machine::{App, SmEvent, SmState, SnapshotBuilder, StateMachine};
+pub use state_machine::{App, SmEvent, SmReader, SmState, SnapshotBuilder, StateMachine};
