@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! cargo bench -p snapwal-raft --bench cluster
-//! SNAPWAL_BENCH_ENTRIES=5000 cargo bench -p snapwal-raft --bench cluster   # shorter
+//! SNAPWAL_BENCH_ENTRIES=20000 cargo bench -p snapwal-raft --bench cluster   # longer
 //! ```
 
 use std::collections::BTreeMap;
@@ -435,8 +435,12 @@ fn main() {
             durable_log,
             durable_sm,
         };
+        let t = Instant::now();
         let rate = rt.block_on(cluster(entries, stores));
-        println!("  {name:<48} {rate:>9.0} entries/s");
+        println!(
+            "  {name:<48} {rate:>9.0} entries/s   (run {:.1} s)",
+            t.elapsed().as_secs_f64()
+        );
         rates.push(rate);
     }
     let (mem, dur) = (rates[0], rates[rates.len() - 1]);

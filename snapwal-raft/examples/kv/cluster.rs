@@ -365,9 +365,8 @@ async fn act(
         let took = tokio::task::block_in_place(|| procs.start(id))?;
         let addr = procs.addr(id).ok_or("no address")?;
         say(format!(
-            "node {id} up on {addr} in {} ms ({})",
-            took.as_millis(),
-            procs.dir(id).display()
+            "node {id} up on {addr} in {} ms, directory node-{id}/",
+            took.as_millis()
         ));
         addrs.lock().map_err(|_| "poisoned")?.insert(id, addr);
     }
@@ -504,7 +503,7 @@ async fn act(
     report.follower_reopened_at = f_open.applied;
     report.leader_purged_after_follower = status(&addrs, leader.id).await?.purged;
     say(format!(
-        "follower {follower} caught up through {target} ({} entries) in {} ms, {}",
+        "follower {follower} reached {target}, the leader's last index at its restart ({} entries behind), in {} ms, {}",
         report.follower_missed,
         report.follower_catch_up.as_millis(),
         if caught.installs == 0 {
@@ -605,7 +604,7 @@ async fn act(
     report.old_leader_catch_up = restart.elapsed();
     report.old_leader_installs = caught.installs;
     say(format!(
-        "node {} caught up through {target} ({} entries) in {} ms: {} snapshot(s) installed, the last through index {}",
+        "node {} reached {target}, the leader's last index at its restart ({} entries behind), in {} ms: it installed {} snapshot(s) (the last through index {}) and then followed the log",
         old.id,
         report.old_leader_missed,
         report.old_leader_catch_up.as_millis(),
