@@ -56,18 +56,17 @@ impl Processes {
         self.addrs.get(&id).cloned()
     }
 
-    /// Starts node `id` (on its previous address if it ran before) and waits until it
-    /// serves. Returns how long that took.
+    /// Starts node `id` (on its previous address if it ran before, else on a free port)
+    /// and waits until it serves. Returns how long that took.
     pub fn start(&mut self, id: u64) -> Result<Duration, String> {
         let t = Instant::now();
         let args = NodeArgs {
             id,
             dir: self.dir(id),
-            listen: self
-                .addrs
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| "127.0.0.1:0".to_string()),
+            listen: match self.addrs.get(&id) {
+                Some(a) => a.clone(),
+                None => free_addr()?,
+            },
         };
         let log_path = self.root.join(format!("node-{id}.log"));
         let log = File::options()
@@ -133,6 +132,21 @@ impl Processes {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
+}
+
+/// A free 127.0.0.1 port below Linux's default ephemeral range (32768–60999), so that
+/// no outgoing connection can be holding a node's port when the node restarts on it.
+fn free_addr() -> Result<String, String> {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..100 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(format!("127.0.0.1:{port}"));
+        }
+    }
+    Err("no free port in 20000..32000 after 100 tries".to_string())
 }
 
 impl Drop for Processes {

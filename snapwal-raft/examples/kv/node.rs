@@ -62,7 +62,7 @@ pub struct NodeArgs {
     pub id: u64,
     /// Its snapwal directory (log store and state machine).
     pub dir: PathBuf,
-    /// Where it listens (`127.0.0.1:0` picks a port; it prints the one it got).
+    /// Where it listens (`127.0.0.1:0` picks a port); it prints the address it got.
     pub listen: String,
 }
 
