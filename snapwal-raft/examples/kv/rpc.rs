@@ -178,33 +178,34 @@ impl Conn {
         &self.addr
     }
 
-    /// One call, bounded by `timeout` (connect included). On any error the connection
-    /// is dropped, so a late reply can never be read as the answer to the next call.
+    /// One call, bounded by `timeout` (connect included). Cancel-safe: the stream is
+    /// taken out for the exchange and put back only after a whole reply was read, so
+    /// after an error, a timeout or a caller that dropped this future (openraft
+    /// bounds its RPCs with its own timeout), the next call opens a new connection and
+    /// a late reply can never be read as the answer to another call.
     pub async fn call(&mut self, call: &Call, timeout: Duration) -> io::Result<Reply> {
-        let r = tokio::time::timeout(timeout, self.call_inner(call)).await;
-        let r = r.unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")));
-        if r.is_err() {
-            self.stream = None;
-        }
-        r
+        tokio::time::timeout(timeout, self.call_inner(call))
+            .await
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")))
     }
 
     async fn call_inner(&mut self, call: &Call) -> io::Result<Reply> {
-        if self.stream.is_none() {
-            let s = TcpStream::connect(&self.addr).await?;
-            s.set_nodelay(true)?;
-            self.stream = Some(s);
-        }
-        let s = self
-            .stream
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no stream"))?;
-        write_frame(s, call).await?;
-        read_frame(s).await?.ok_or_else(|| {
+        let mut s = match self.stream.take() {
+            Some(s) => s,
+            None => {
+                let s = TcpStream::connect(&self.addr).await?;
+                s.set_nodelay(true)?;
+                s
+            }
+        };
+        write_frame(&mut s, call).await?;
+        let reply = read_frame(&mut s).await?.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "connection closed by the node",
             )
-        })
+        })?;
+        self.stream = Some(s);
+        Ok(reply)
     }
 }
