@@ -12,7 +12,12 @@
 //! - [`LogStore`] implements `RaftLogStorage` and `RaftLogReader` ([`LogReader`]).
 //! - [`StateMachine`] implements `RaftStateMachine`; [`SnapshotBuilder`] implements
 //!   `RaftSnapshotBuilder`. Your replicated state implements [`App`] ([`kv::Kv`] is
-//!   an example).
+//!   an example); [`SmReader`] reads it while openraft owns the state machine.
+//!
+//! The `kv` example (`cargo run --release -p snapwal-raft --example kv`) runs a 3-node
+//! key-value service on these stores as three processes over loopback TCP, kills a
+//! follower and the leader mid-load and restarts them from their directories; the
+//! `cluster` bench measures entries/s through a 3-node cluster, durable and in memory.
 //!
 //! # Guarantees
 //!
@@ -69,4 +74,4 @@ pub mod state_machine;
 
 pub use error::{Error, Result};
 pub use log_store::{LogOptions, LogReader, LogStore, LogView};
-pub use state_machine::{App, SmEvent, SmState, SnapshotBuilder, StateMachine};
+pub use state_machine::{App, SmEvent, SmReader, SmState, SnapshotBuilder, StateMachine};

@@ -284,6 +284,38 @@ pub struct SnapshotBuilder<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> {
     shared: Arc<Shared<C, A>>,
 }
 
+/// A read handle on a [`StateMachine`]'s state, usable while openraft owns the state
+/// machine (a status or read endpoint of a service). Cheap to clone; each
+/// [`SmReader::current`] is one lock-free load.
+pub struct SmReader<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> {
+    shared: Arc<Shared<C, A>>,
+}
+
+impl<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> Clone for SmReader<C, A> {
+    fn clone(&self) -> Self {
+        SmReader {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> std::fmt::Debug for SmReader<C, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmReader")
+            .field("store", &self.shared.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> SmReader<C, A> {
+    /// The current state, as [`StateMachine::current`]. Holding the returned `Arc`
+    /// keeps that version alive: the store then applies new entries to a fresh copy,
+    /// so drop it once read.
+    pub fn current(&self) -> Arc<snapwal::Versioned<SmState<C, A>>> {
+        self.shared.store.current()
+    }
+}
+
 impl<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> std::fmt::Debug for StateMachine<C, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateMachine")
@@ -328,6 +360,13 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>, A: App<C>> StateMachine<C, A> {
     /// The current state (lock-free, as [`Store::current`]).
     pub fn current(&self) -> Arc<snapwal::Versioned<SmState<C, A>>> {
         self.shared.store.current()
+    }
+
+    /// A read handle that stays valid after the state machine is handed to openraft.
+    pub fn reader(&self) -> SmReader<C, A> {
+        SmReader {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// The underlying store.
