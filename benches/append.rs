@@ -187,6 +187,12 @@ fn reads_under_load(c: &mut Criterion) {
             black_box(v.pipelines.get(&k).map(|p| p.0.steps_done))
         })
     });
+    g.bench_function("snapwal_guard", |b| {
+        b.iter(|| {
+            k = (k + 7919) % 10_000;
+            store.with_current(|v| black_box(v.pipelines.get(&k).map(|p| p.0.steps_done)))
+        })
+    });
     g.bench_function("baseline", |b| {
         b.iter(|| {
             k = (k + 7919) % 10_000;
@@ -249,8 +255,13 @@ fn main() {
         );
     }
     print_ratio(
-        "read under write load, mutex baseline / snapwal",
+        "read under write load, mutex baseline / snapwal current()",
         ("reads_under_write_load", "baseline"),
         ("reads_under_write_load", "snapwal"),
+    );
+    print_ratio(
+        "read under write load, mutex baseline / snapwal with_current()",
+        ("reads_under_write_load", "baseline"),
+        ("reads_under_write_load", "snapwal_guard"),
     );
 }
