@@ -138,6 +138,9 @@ fn stress<S: Checked>() {
                 let mut rng = Rng(0x1234_5678 + r);
                 let mut held: Vec<Arc<snapwal::Versioned<S>>> = Vec::new();
                 while !done.load(Ordering::Acquire) {
+                    // A guard read (no reference count) sees an exact version too.
+                    let guarded = store.with_current(|v| (v.seq(), v.canon()));
+                    seen.lock().unwrap().push(guarded);
                     let v = store.current();
                     seen.lock().unwrap().push((v.seq(), v.canon()));
                     // Hold versions for random times (across many appends), then look
