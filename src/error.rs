@@ -160,6 +160,13 @@ pub enum Error {
         /// The destination.
         path: PathBuf,
     },
+    /// [`Store::create_with`](crate::Store::create_with) found a store in the
+    /// directory (a snapshot, a WAL segment or a positions record): it imports into a
+    /// new directory only, and changed nothing.
+    StoreExists {
+        /// The store directory.
+        path: PathBuf,
+    },
     /// The log on disk ends before a seq a [`Reader`](crate::Reader) has already read:
     /// the writer lost records it had written (a power loss before they were durable,
     /// or a reopen under [`RecoveryPolicy::SalvagePrefix`](crate::RecoveryPolicy::SalvagePrefix))
@@ -294,6 +301,11 @@ impl fmt::Display for Error {
             }
             Error::SchedulerStopped => write!(f, "the scheduler was shut down"),
             Error::SeqExhausted => write!(f, "every sequence number has been used"),
+            Error::StoreExists { path } => write!(
+                f,
+                "{} already holds a store; create_with imports into a new directory only",
+                path.display()
+            ),
             Error::DestinationNotEmpty { path } => write!(
                 f,
                 "backup destination {} exists and is not an empty directory",

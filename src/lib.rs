@@ -26,6 +26,7 @@ pub mod fs;
 #[cfg(feature = "inspect")]
 pub mod inspect;
 pub mod metrics;
+pub mod migrating;
 mod options;
 pub mod position;
 pub mod reader;

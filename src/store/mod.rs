@@ -60,6 +60,7 @@ use crate::util::lock;
 use crate::wal::Wal;
 use crate::{Options, Seq, State, SyncPolicy, Versioned};
 
+mod create;
 mod lifecycle;
 mod open;
 mod scratch;
