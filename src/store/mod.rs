@@ -59,6 +59,8 @@ use crate::util::lock;
 use crate::wal::Wal;
 use crate::{Options, Seq, State, SyncPolicy, Versioned};
 
+#[cfg(feature = "async")]
+mod asynch;
 mod lifecycle;
 mod open;
 mod scratch;

@@ -72,6 +72,11 @@ use crate::Seq;
 mod replay;
 mod segment;
 mod sync;
+#[cfg(feature = "async")]
+mod waiters;
+
+#[cfg(feature = "async")]
+pub(crate) use waiters::Target;
 
 pub use replay::{list_segments, replay, ReplayReport};
 
@@ -165,6 +170,27 @@ pub struct Wal {
     /// The checkpointer's byte trigger: a nudge when [`Wal::staged_bytes`] reaches a
     /// threshold.
     watch: ByteWatch,
+    /// Tasks waiting for this log (see `waiters`).
+    #[cfg(feature = "async")]
+    waiters: waiters::Waiters,
+}
+
+/// How [`Wal::write_staged`] treats a rotation (a chunk for a new segment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The caller needs its record only queued: while another thread rotates and the
+    /// staged bytes are within the bound, return at once; otherwise write, rotating
+    /// if needed.
+    Queue,
+    /// Write everything staged now, waiting for a rotation in progress and rotating
+    /// if needed.
+    Write,
+    /// Never wait on the disk (an async task on a runtime worker): write only what
+    /// goes to the open segment; leave a chunk for a new segment (and everything while
+    /// another thread rotates) staged for a thread that may wait, and do not grow the
+    /// reservation.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    NoWait,
 }
 
 /// A callback the log runs when its staged bytes reach a threshold.
@@ -229,6 +255,8 @@ impl Wal {
                 at: AtomicU64::new(u64::MAX),
                 nudge: Mutex::new(None),
             },
+            #[cfg(feature = "async")]
+            waiters: waiters::Waiters::default(),
         }
     }
 
@@ -280,6 +308,9 @@ impl Wal {
     fn fail(&self, e: Error) -> Error {
         let cause = Arc::clone(self.failed.get_or_init(|| Arc::new(e)));
         tracing::error!(error = %cause, dir = %self.dir.display(), "WAL write failed; store is read-only until reopened");
+        // Every waiting task gets the error.
+        #[cfg(feature = "async")]
+        self.wake_waiters(false);
         Error::ReadOnly { cause }
     }
 
@@ -362,7 +393,7 @@ impl Wal {
             return Ok(());
         }
         self.check_writable()?;
-        self.write_staged(lock(&self.io), true, None).map(drop)
+        self.write_staged(lock(&self.io), Mode::Write, None).map(drop)
     }
 
     /// Writes every staged record through `seq` to the OS (page cache), without
@@ -375,7 +406,7 @@ impl Wal {
             return Ok(());
         }
         self.check_writable()?;
-        self.write_staged(lock(&self.io), false, None).map(drop)
+        self.write_staged(lock(&self.io), Mode::Queue, None).map(drop)
     }
 
     /// Writes the chunks staged now, in order, once. A chunk for a new segment rotates:
@@ -398,15 +429,18 @@ impl Wal {
     fn write_staged<'a>(
         &'a self,
         mut io: MutexGuard<'a, Io>,
-        must_write: bool,
+        mode: Mode,
         deadline: Option<Instant>,
     ) -> Result<Option<MutexGuard<'a, Io>>> {
+        let must_write = mode == Mode::Write;
         loop {
             self.check_writable()?;
             if !io.rotating {
                 break;
             }
-            if !must_write && self.staged_unwritten_bytes() <= self.max_staged {
+            if mode == Mode::NoWait
+                || (!must_write && self.staged_unwritten_bytes() <= self.max_staged)
+            {
                 return Ok(Some(io));
             }
             let (guard, timed_out) = wait_until(&self.rotated, io, deadline);
@@ -423,6 +457,12 @@ impl Wal {
         while let Some(chunk) = chunks.next() {
             let file = match &io.active {
                 Some((seg, f)) if *seg == chunk.segment => Arc::clone(f),
+                _ if mode == Mode::NoWait => {
+                    // The rotation is for a thread that may wait on the disk: this
+                    // chunk and the ones after it go back, in order.
+                    self.put_back(chunk, chunks);
+                    break;
+                }
                 _ => {
                     io.rotating = true;
                     drop(io);
@@ -435,13 +475,8 @@ impl Wal {
                     let (file, reserved) = match created {
                         Ok(c) => c,
                         Err(e @ Error::SegmentUnavailable { .. }) => {
-                            // Nothing of this chunk or the ones after it was written:
-                            // back to the front of the staging list, in order.
-                            let mut st = lock(&self.staged);
-                            let later = mem::take(&mut st.chunks);
-                            st.chunks = std::iter::once(chunk).chain(chunks).collect();
-                            st.chunks.extend(later);
-                            drop(st);
+                            // Nothing of this chunk or the ones after it was written.
+                            self.put_back(chunk, chunks);
                             mem::forget(fail_on_panic);
                             if !must_write && self.staged_unwritten_bytes() <= self.max_staged {
                                 return Ok(Some(io));
@@ -470,9 +505,45 @@ impl Wal {
             self.written.fetch_max(chunk.last_seq, Ordering::AcqRel);
         }
         drop(fail_on_panic);
-        let io = self.grow_reservation(io);
+        // Tasks waiting for their records written, or for room (`waiters`).
+        #[cfg(feature = "async")]
+        self.wake_waiters(true);
+        let io = if mode == Mode::NoWait {
+            io
+        } else {
+            self.grow_reservation(io)
+        };
         self.check_watch();
         Ok(Some(io))
+    }
+
+    /// Puts chunks taken from the staging list and not written back at its front, in
+    /// order, before the chunks staged since.
+    fn put_back(&self, first: Chunk, rest: impl Iterator<Item = Chunk>) {
+        let mut st = lock(&self.staged);
+        let later = mem::take(&mut st.chunks);
+        st.chunks = std::iter::once(first).chain(rest).collect();
+        st.chunks.extend(later);
+    }
+
+    /// The seq of the last record staged.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    pub(crate) fn last_staged(&self) -> Seq {
+        lock(&self.staged).next_seq.saturating_sub(1)
+    }
+
+    /// Writes staged records to the OS without waiting on the disk (for an async task
+    /// on a runtime worker): never rotates, never waits for a rotation, never grows
+    /// the reservation (see `Mode::NoWait`). Returns whether record `seq` is written;
+    /// when it is not, it stays staged for the next write or sync.
+    #[cfg(feature = "async")]
+    pub(crate) fn write_nowait(&self, seq: Seq) -> Result<bool> {
+        if self.written.load(Ordering::Acquire) >= seq {
+            return Ok(true);
+        }
+        self.check_writable()?;
+        drop(self.write_staged(lock(&self.io), Mode::NoWait, None)?);
+        Ok(self.written.load(Ordering::Acquire) >= seq)
     }
 
     /// Removes every segment whose records all have seq `<= through`, never the newest

@@ -75,11 +75,11 @@ impl Wal {
     /// One group commit: write what is staged now, sync every dirty segment (and the
     /// directory if a segment was created), publish the new durable seq.
     pub(super) fn sync_once(&self, deadline: Option<Instant>) -> Result<Option<Seq>> {
-        match self.write_staged(lock(&self.io), true, deadline)? {
+        match self.write_staged(lock(&self.io), Mode::Write, deadline)? {
             Some(io) => drop(io),
             None => return Ok(None),
         }
-        let Some(_disk) = self.lock_disk(deadline)? else {
+        let Some(disk) = self.lock_disk(deadline)? else {
             return Ok(None);
         };
         let (files, dir_dirty, written) = {
@@ -97,6 +97,10 @@ impl Wal {
         // Another thread's failure may have been reported by the OS to it alone.
         self.check_writable()?;
         self.durable.fetch_max(written, Ordering::AcqRel);
+        drop(disk);
+        // Tasks whose records this sync covered (`waiters`).
+        #[cfg(feature = "async")]
+        self.wake_waiters(false);
         Ok(Some(written))
     }
 
