@@ -157,7 +157,14 @@ fn main() {
     // Blocking 1 and 8 threads, async 0 (the ticker alone), 1, 8 and 64 tasks: each
     // on its own store, measured in interleaved slices so that the disk's slow and
     // fast phases fall on every configuration alike.
-    let configs: [(bool, usize); 6] = [(false, 1), (false, 8), (true, 0), (true, 1), (true, 8), (true, 64)];
+    let configs: [(bool, usize); 6] = [
+        (false, 1),
+        (false, 8),
+        (true, 0),
+        (true, 1),
+        (true, 8),
+        (true, 64),
+    ];
     let stores: Vec<_> = (0..configs.len())
         .map(|i| open(&tmp.path().join(i.to_string())))
         .collect();
@@ -199,9 +206,21 @@ fn main() {
         );
     }
     println!("ratios (targets):");
-    println!("  async 1 / blocking 1   = {:.2} (>= 0.9)", a1.rate() / b1.rate());
-    println!("  async 8 / blocking 8   = {:.2} (>= 0.9)", a8.rate() / b8.rate());
-    println!("  async 64 / blocking 8  = {:.2} (>= 1.0)", a64.rate() / b8.rate());
+    println!(
+        "  async 1 / blocking 1   = {:.2} (>= 0.9)",
+        a1.rate() / b1.rate()
+    );
+    println!(
+        "  async 8 / blocking 8   = {:.2} (>= 0.9)",
+        a8.rate() / b8.rate()
+    );
+    println!(
+        "  async 64 / blocking 8  = {:.2} (>= 1.0)",
+        a64.rate() / b8.rate()
+    );
     let worst = a1.late.max(a8.late).max(a64.late);
-    println!("  ticker max lateness    = {worst:.2?} (<= 2 ms; ticker alone {:.2?})", idle.late);
+    println!(
+        "  ticker max lateness    = {worst:.2?} (<= 2 ms; ticker alone {:.2?})",
+        idle.late
+    );
 }

@@ -67,4 +67,3 @@
 //! calls write whole snapshots and join threads, they are rare, and a thread of their
 //! own keeps them off the runtime's workers and off its blocking pool (whose size the
 //! library cannot know). Dropping their future does not cancel them.
-

@@ -60,7 +60,10 @@ impl Wake for Counting {
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -135,7 +138,9 @@ fn a_future_dropped_after_staging_appends_its_event_exactly_once() {
     }
     assert_eq!(store.current().count, 1);
     // The syncer makes it durable without anyone polling the dropped future.
-    wait_until("the dropped append becomes durable", || store.durable_seq() == 1);
+    wait_until("the dropped append becomes durable", || {
+        store.durable_seq() == 1
+    });
     assert_eq!(store.sync().unwrap(), 1);
     store.close().unwrap();
 
@@ -161,7 +166,9 @@ fn a_failed_sync_reaches_every_waiting_task_and_the_store_turns_read_only() {
             Ok(())
         })
     };
-    let store = Arc::new(Store::<Ledger>::open(dir.path(), opts(SyncPolicy::Always).fs(Arc::new(fs))).unwrap());
+    let store = Arc::new(
+        Store::<Ledger>::open(dir.path(), opts(SyncPolicy::Always).fs(Arc::new(fs))).unwrap(),
+    );
     store.append(&Entry::new(0, 0)).unwrap();
     armed.store(true, Ordering::SeqCst);
     const TASKS: u32 = 16;
@@ -174,7 +181,9 @@ fn a_failed_sync_reaches_every_waiting_task_and_the_store_turns_read_only() {
         .collect();
     // Every task has staged its event; the first sync is held at the gate.
     wait_until("all staged", || store.seq() == u64::from(TASKS) + 1);
-    wait_until("a sync at the gate", || gate.arrived.load(Ordering::SeqCst) > 0);
+    wait_until("a sync at the gate", || {
+        gate.arrived.load(Ordering::SeqCst) > 0
+    });
     std::thread::sleep(Duration::from_millis(50));
     gate.open();
     for t in tasks {
@@ -183,10 +192,17 @@ fn a_failed_sync_reaches_every_waiting_task_and_the_store_turns_read_only() {
             other => panic!("a waiting task got {other:?}"),
         }
     }
-    assert_eq!(store.durable_seq(), 1, "nothing after the failure is durable");
+    assert_eq!(
+        store.durable_seq(),
+        1,
+        "nothing after the failure is durable"
+    );
     let late = rt.block_on(store.append_async(&Entry::new(99, 1)));
     assert!(matches!(late, Err(Error::ReadOnly { .. })), "{late:?}");
-    assert!(matches!(store.append(&Entry::new(99, 1)), Err(Error::ReadOnly { .. })));
+    assert!(matches!(
+        store.append(&Entry::new(99, 1)),
+        Err(Error::ReadOnly { .. })
+    ));
 }
 
 #[test]
@@ -203,7 +219,8 @@ fn close_completes_a_waiter_whose_sync_is_stuck() {
             Ok(())
         })
     };
-    let store = Store::<Ledger>::open(dir.path(), opts(SyncPolicy::Always).fs(Arc::new(fs))).unwrap();
+    let store =
+        Store::<Ledger>::open(dir.path(), opts(SyncPolicy::Always).fs(Arc::new(fs))).unwrap();
     store.append(&Entry::new(0, 0)).unwrap();
     armed.store(true, Ordering::SeqCst);
     let waker = Arc::new(Counting::default());
@@ -215,15 +232,23 @@ fn close_completes_a_waiter_whose_sync_is_stuck() {
     // The future is leaked with its waker registered (a live future would borrow the
     // store, and `close` takes it by value).
     std::mem::forget(fut);
-    wait_until("the syncer stuck at the gate", || gate.arrived.load(Ordering::SeqCst) > 0);
+    wait_until("the syncer stuck at the gate", || {
+        gate.arrived.load(Ordering::SeqCst) > 0
+    });
     let start = Instant::now();
     let report = store
         .close_with(CloseOptions::default().thread_timeout(Duration::from_millis(200)))
         .unwrap();
     assert!(start.elapsed() < Duration::from_secs(3), "close is bounded");
-    assert!(report.still_closing, "the stuck syncer still holds the store");
+    assert!(
+        report.still_closing,
+        "the stuck syncer still holds the store"
+    );
     assert_eq!(report.durable_seq, 1);
-    assert!(waker.0.load(Ordering::SeqCst) >= 1, "the waiting task was woken");
+    assert!(
+        waker.0.load(Ordering::SeqCst) >= 1,
+        "the waiting task was woken"
+    );
     gate.open();
 }
 
@@ -233,7 +258,9 @@ fn under_never_an_async_append_completes_once_written() {
     let store = open(dir.path(), SyncPolicy::Never);
     let rt = runtime(2);
     for n in 1..=200 {
-        let seq = rt.block_on(store.append_async(&Entry::padded(1, n, 500))).unwrap();
+        let seq = rt
+            .block_on(store.append_async(&Entry::padded(1, n, 500)))
+            .unwrap();
         assert_eq!(seq, n);
     }
     assert_eq!(rt.block_on(store.sync_async()).unwrap(), 200);
@@ -257,7 +284,10 @@ fn back_pressure_does_not_park_the_runtime() {
     let fs = {
         let (gate, armed) = (Arc::clone(&gate), Arc::clone(&armed));
         HookedFs::new(move |op, path| {
-            if op == Op::Create && path.extension().is_some_and(|e| e == "wal") && armed.load(Ordering::SeqCst) {
+            if op == Op::Create
+                && path.extension().is_some_and(|e| e == "wal")
+                && armed.load(Ordering::SeqCst)
+            {
                 gate.wait();
             }
             Ok(())
@@ -298,7 +328,10 @@ fn back_pressure_does_not_park_the_runtime() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let stuck_at = store.seq();
         let ticked = ticks.load(Ordering::SeqCst);
-        assert!(stuck_at < 101, "the appender waits at the bound ({stuck_at})");
+        assert!(
+            stuck_at < 101,
+            "the appender waits at the bound ({stuck_at})"
+        );
         assert!(ticked >= 20, "the runtime kept running ({ticked} ticks)");
         gate.open();
         appender.await.unwrap();

@@ -160,8 +160,10 @@ impl<S: State> Store<S> {
         if !wal.claim_syncer() {
             return Ok(());
         }
-        self.spawn("snapwal-async-sync", |inner: &Inner<S>| inner.wal.run_syncer())
-            .inspect_err(|_| wal.unclaim_syncer())
+        self.spawn("snapwal-async-sync", |inner: &Inner<S>| {
+            inner.wal.run_syncer()
+        })
+        .inspect_err(|_| wal.unclaim_syncer())
     }
 
     /// The writer section of an async append: encode, stage, apply, publish, with no

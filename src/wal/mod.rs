@@ -393,7 +393,8 @@ impl Wal {
             return Ok(());
         }
         self.check_writable()?;
-        self.write_staged(lock(&self.io), Mode::Write, None).map(drop)
+        self.write_staged(lock(&self.io), Mode::Write, None)
+            .map(drop)
     }
 
     /// Writes every staged record through `seq` to the OS (page cache), without
@@ -406,7 +407,8 @@ impl Wal {
             return Ok(());
         }
         self.check_writable()?;
-        self.write_staged(lock(&self.io), Mode::Queue, None).map(drop)
+        self.write_staged(lock(&self.io), Mode::Queue, None)
+            .map(drop)
     }
 
     /// Writes the chunks staged now, in order, once. A chunk for a new segment rotates:

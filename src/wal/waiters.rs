@@ -259,22 +259,23 @@ impl Wal {
         let mut l = lock(&w.list);
         let mut done = Vec::new();
         let (mut sync_to, mut write, mut woken) = (0, false, 0);
-        l.slots.retain(|(target, slot)| match decide(self, *target) {
-            Some(outcome) => {
-                if matches!(target, Target::Durable(_)) && outcome.is_ok() {
-                    woken += 1;
+        l.slots
+            .retain(|(target, slot)| match decide(self, *target) {
+                Some(outcome) => {
+                    if matches!(target, Target::Durable(_)) && outcome.is_ok() {
+                        woken += 1;
+                    }
+                    done.push((Arc::clone(slot), outcome));
+                    false
                 }
-                done.push((Arc::clone(slot), outcome));
-                false
-            }
-            None => {
-                match *target {
-                    Target::Durable(seq) => sync_to = sync_to.max(seq),
-                    Target::Written(_) | Target::Room => write = true,
+                None => {
+                    match *target {
+                        Target::Durable(seq) => sync_to = sync_to.max(seq),
+                        Target::Written(_) | Target::Room => write = true,
+                    }
+                    true
                 }
-                true
-            }
-        });
+            });
         let writes = l
             .slots
             .iter()
