@@ -49,7 +49,7 @@ impl<S: State> Store<S> {
     ///         let seq = t.await.expect("task")?;
     ///         assert!(seq <= store.durable_seq()); // durable once acknowledged
     ///     }
-    ///     snapwal::Result::Ok(())
+    ///     Ok::<_, snapwal::Error>(())
     /// })?;
     /// assert_eq!(store.current().total, 8);
     /// # Ok(())
