@@ -393,8 +393,7 @@ impl Wal {
             return Ok(());
         }
         self.check_writable()?;
-        self.write_staged(lock(&self.io), Mode::Write, None)
-            .map(drop)
+        self.write(Mode::Write, None).map(drop)
     }
 
     /// Writes every staged record through `seq` to the OS (page cache), without
@@ -407,17 +406,18 @@ impl Wal {
             return Ok(());
         }
         self.check_writable()?;
-        self.write_staged(lock(&self.io), Mode::Queue, None)
-            .map(drop)
+        self.write(Mode::Queue, None).map(drop)
     }
 
     /// Writes the chunks staged now, in order, once. A chunk for a new segment rotates:
     /// the earlier segments and the directory are synced and the new file is created
     /// with the I/O mutex *released*, so no appender waits on the disk for a rotation.
-    /// Meanwhile a caller that only needs its record handed to the OS
-    /// (`must_write == false`) returns at once while the staged bytes are within the
-    /// bound, and the next writer writes its chunk; a caller that needs its record
-    /// written waits for the rotation (until `deadline`: `None` when it passed).
+    /// Meanwhile a caller that only needs its record queued ([`Mode::Queue`]) returns
+    /// at once while the staged bytes are within the bound, and the next writer writes
+    /// its chunk; a caller that needs its record written ([`Mode::Write`]) waits for
+    /// the rotation (until `deadline`: `None` when it passed). A [`Mode::NoWait`]
+    /// caller never rotates and never waits: it returns at once during a rotation, and
+    /// puts back, in order, the chunks from the first one that needs a new segment.
     ///
     /// A transient failure to create the new segment (see [`is_transient`]) puts the
     /// chunks back, in order, and is returned as [`Error::SegmentUnavailable`] to a
@@ -426,7 +426,8 @@ impl Wal {
     /// bytes are within the bound.
     ///
     /// After the writes, the active segment's reservation grows ahead of them (see
-    /// [`WalOptions::preallocate`]), with the I/O mutex released, and the byte watch
+    /// [`WalOptions::preallocate`]; not for [`Mode::NoWait`]), with the I/O mutex
+    /// released, and the byte watch
     /// runs its nudge if its threshold was reached.
     fn write_staged<'a>(
         &'a self,
@@ -507,9 +508,6 @@ impl Wal {
             self.written.fetch_max(chunk.last_seq, Ordering::AcqRel);
         }
         drop(fail_on_panic);
-        // Tasks waiting for their records written, or for room (`waiters`).
-        #[cfg(feature = "async")]
-        self.wake_waiters(true);
         let io = if mode == Mode::NoWait {
             io
         } else {
@@ -517,6 +515,18 @@ impl Wal {
         };
         self.check_watch();
         Ok(Some(io))
+    }
+
+    /// [`Wal::write_staged`] with the I/O mutex taken here and released before the
+    /// tasks waiting for a write or for room are woken (a waker runs foreign code,
+    /// which must not find the mutex held). `false` when the deadline passed.
+    fn write(&self, mode: Mode, deadline: Option<Instant>) -> Result<bool> {
+        let written = self
+            .write_staged(lock(&self.io), mode, deadline)
+            .map(|io| io.is_some());
+        #[cfg(feature = "async")]
+        self.wake_waiters(true);
+        written
     }
 
     /// Puts chunks taken from the staging list and not written back at its front, in
@@ -544,7 +554,7 @@ impl Wal {
             return Ok(true);
         }
         self.check_writable()?;
-        drop(self.write_staged(lock(&self.io), Mode::NoWait, None)?);
+        self.write(Mode::NoWait, None)?;
         Ok(self.written.load(Ordering::Acquire) >= seq)
     }
 

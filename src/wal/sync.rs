@@ -75,9 +75,8 @@ impl Wal {
     /// One group commit: write what is staged now, sync every dirty segment (and the
     /// directory if a segment was created), publish the new durable seq.
     pub(super) fn sync_once(&self, deadline: Option<Instant>) -> Result<Option<Seq>> {
-        match self.write_staged(lock(&self.io), Mode::Write, deadline)? {
-            Some(io) => drop(io),
-            None => return Ok(None),
+        if !self.write(Mode::Write, deadline)? {
+            return Ok(None);
         }
         let Some(disk) = self.lock_disk(deadline)? else {
             return Ok(None);

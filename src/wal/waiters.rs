@@ -7,7 +7,7 @@
 //! - a group commit, after it advanced the durable seq (`sync_once`), wakes every
 //!   `Durable(seq)` slot at or below it: the async syncer's, a blocking appender's under
 //!   [`SyncPolicy::Always`](crate::SyncPolicy::Always), the interval sync's or `close`'s;
-//! - a write to the OS (`write_staged`) wakes `Written` and `Room` slots it satisfied;
+//! - a write to the OS (`Wal::write`) wakes `Written` and `Room` slots it satisfied;
 //! - a failed write or sync (`Wal::fail`) completes every slot with the error.
 //!
 //! Someone must drive the `fdatasync` when only tasks wait: the *syncer*, one thread
@@ -406,8 +406,7 @@ impl Wal {
                 gather_until = Some(Instant::now() + (took / 4).min(GATHER_MAX));
                 done
             } else {
-                self.write_staged(lock(&self.io), Mode::Write, None)
-                    .map(drop)
+                self.write(Mode::Write, None).map(drop)
             };
             match done {
                 Ok(()) => self.wake_waiters(false),
