@@ -13,6 +13,7 @@
 //! ```sh
 //! cargo bench --bench async_append
 //! SNAPWAL_BENCH_ROUNDS=20 SNAPWAL_BENCH_SLICE=0.5 cargo bench --bench async_append
+//! SNAPWAL_BENCH_FSYNC_US=500 cargo bench --bench async_append   # a steady 500 µs fdatasync
 //! ```
 
 mod common;
@@ -39,7 +40,77 @@ fn plan() -> (usize, Duration) {
 }
 
 fn open(dir: &std::path::Path) -> Arc<Store<Tally>> {
-    Arc::new(Store::open(dir, Options::default().sync(SyncPolicy::Always)).expect("open"))
+    let mut opts = Options::default().sync(SyncPolicy::Always);
+    if let Some(us) = std::env::var("SNAPWAL_BENCH_FSYNC_US")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        opts = opts.fs(Arc::new(steady::SteadyFs(Duration::from_micros(us))));
+    }
+    Arc::new(Store::open(dir, opts).expect("open"))
+}
+
+/// A disk whose `fdatasync` always takes the same time: the real file system, with
+/// each WAL `sync_data` replaced by a sleep. It measures the group commit's own
+/// overhead, free of a shared disk's noise (`SNAPWAL_BENCH_FSYNC_US=500`).
+mod steady {
+    use std::io;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use snapwal::fs::{FileBytes, Fs, FsFile, LockGuard, RealFs};
+
+    #[derive(Debug)]
+    pub struct SteadyFs(pub Duration);
+
+    #[derive(Debug)]
+    struct SteadyFile(Box<dyn FsFile>, Duration);
+
+    impl FsFile for SteadyFile {
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.0.write_all_at(buf, offset)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            std::thread::sleep(self.1);
+            Ok(())
+        }
+        fn allocate(&self, len: u64) -> io::Result<()> {
+            self.0.allocate(len)
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.0.set_len(len)
+        }
+    }
+
+    impl Fs for SteadyFs {
+        fn create_dir_all(&self, p: &Path) -> io::Result<()> {
+            RealFs.create_dir_all(p)
+        }
+        fn create_new(&self, p: &Path) -> io::Result<Box<dyn FsFile>> {
+            Ok(Box::new(SteadyFile(RealFs.create_new(p)?, self.0)))
+        }
+        fn open_write(&self, p: &Path) -> io::Result<Box<dyn FsFile>> {
+            RealFs.open_write(p)
+        }
+        fn read(&self, p: &Path) -> io::Result<FileBytes> {
+            RealFs.read(p)
+        }
+        fn list(&self, p: &Path) -> io::Result<Vec<String>> {
+            RealFs.list(p)
+        }
+        fn rename_noreplace(&self, a: &Path, b: &Path) -> io::Result<()> {
+            RealFs.rename_noreplace(a, b)
+        }
+        fn remove_file(&self, p: &Path) -> io::Result<()> {
+            RealFs.remove_file(p)
+        }
+        fn sync_dir(&self, _: &Path) -> io::Result<()> {
+            Ok(())
+        }
+        fn lock(&self, p: &Path) -> io::Result<Box<dyn LockGuard>> {
+            RealFs.lock(p)
+        }
+    }
 }
 
 fn close(store: Arc<Store<Tally>>) {

@@ -64,7 +64,10 @@
 //! commit, the syncer gives the tasks it just woke a moment (a quarter of the last
 //! commit's time, at most 250 µs, and only until they have all registered again) to
 //! append again and join it: without that, a few tasks split into two groups that
-//! take turns, each commit covering half of them.
+//! take turns, each commit covering half of them. After a commit with nothing left
+//! to do, it spins (yielding the CPU) for at most the last commit's time and 300 µs
+//! before it sleeps, so that a task appending again right away does not also pay
+//! for waking it: one commit's worth of CPU at most, and only when it would idle.
 //!
 //! The other paths that make the log durable wake covered tasks the same way: a
 //! blocking appender's group commit, the interval sync of

@@ -33,7 +33,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -350,11 +350,14 @@ impl Wal {
     /// everything staged), which wakes the slots it satisfied. Returns once
     /// [`Wal::stop_syncer`] ran. A failure that leaves the log writable (a segment
     /// that could not be created yet) completes the waiting slots with the error and
-    /// is retried, after a pause, for slots registered later.
+    /// is retried, after a pause, for slots registered later. Between commits it
+    /// gathers the tasks it woke ([`GATHER_MAX`]) and spins before sleeping
+    /// ([`SPIN_MAX`]).
     pub(crate) fn run_syncer(&self) {
         let w = &self.waiters;
         let mut pause = Duration::ZERO;
         let mut gather_until: Option<Instant> = None;
+        let mut spin_until: Option<Instant> = None;
         let mut l = lock(&w.list);
         loop {
             if l.stopped {
@@ -375,22 +378,22 @@ impl Wal {
             let sync = sync_to > self.durable_seq();
             if let Some(until) = gather_until.filter(|_| sync && l.rejoined < l.woken) {
                 // Gather: the tasks the last commit woke are likely appending again;
-                // give them a moment (a quarter of the last commit, at most 250 µs)
-                // to join this commit rather than the next one.
-                let now = Instant::now();
-                if now < until {
-                    l.idle = true;
-                    let (guard, _) = w
-                        .kick
-                        .wait_timeout(l, until - now)
-                        .unwrap_or_else(|e| e.into_inner());
-                    l = guard;
-                    l.idle = false;
-                    continue;
-                }
+                // give them a moment (see `GATHER_MAX`) to join this commit rather
+                // than the next one.
+                gather_until = None;
+                l = self.spin(l, until, |l| l.stopped || l.rejoined >= l.woken);
+                continue;
             }
             gather_until = None;
             if !sync && !l.write {
+                if let Some(until) = spin_until.take() {
+                    // Just after a commit a task usually appends again within
+                    // microseconds: spin briefly rather than pay a sleep and a wake-up.
+                    l = self.spin(l, until, |l| {
+                        l.stopped || l.write || l.sync_to > self.durable_seq()
+                    });
+                    continue;
+                }
                 l.idle = true;
                 l = w.kick.wait(l).unwrap_or_else(|e| e.into_inner());
                 l.idle = false;
@@ -403,7 +406,9 @@ impl Wal {
                 let start = Instant::now();
                 let done = self.sync_through(sync_to).map(drop);
                 let took = start.elapsed();
-                gather_until = Some(Instant::now() + (took / 4).min(GATHER_MAX));
+                let now = Instant::now();
+                gather_until = Some(now + (took / 4).min(GATHER_MAX));
+                spin_until = Some(now + took.min(SPIN_MAX));
                 done
             } else {
                 self.write(Mode::Write, None).map(drop)
@@ -424,8 +429,32 @@ impl Wal {
     }
 }
 
-/// The longest the syncer waits for the tasks it woke to join the next commit.
+/// The longest the syncer waits for the tasks it woke to join the next commit (and
+/// at most a quarter of the last commit's time): a moment that lets a few tasks share
+/// each commit instead of splitting into two groups that take turns.
 const GATHER_MAX: Duration = Duration::from_micros(250);
+
+/// The longest the syncer spins after a commit for a task to append again (and at
+/// most the last commit's time), instead of sleeping on its condvar.
+const SPIN_MAX: Duration = Duration::from_micros(300);
+
+impl Wal {
+    /// Releases the list and yields the CPU until `done` holds for it or `until`;
+    /// returns the list locked again.
+    fn spin<'a>(
+        &'a self,
+        mut l: MutexGuard<'a, List>,
+        until: Instant,
+        done: impl Fn(&List) -> bool,
+    ) -> MutexGuard<'a, List> {
+        while !done(&l) && Instant::now() < until {
+            drop(l);
+            std::thread::yield_now();
+            l = lock(&self.waiters.list);
+        }
+        l
+    }
+}
 
 /// A copy of `e` for each waiting task (`Error` is not `Clone`): a read-only log
 /// shares its cause; a transient segment failure keeps its OS error code.
