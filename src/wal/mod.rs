@@ -538,26 +538,6 @@ impl Wal {
         st.chunks.extend(later);
     }
 
-    /// The seq of the last record staged.
-    #[cfg_attr(not(feature = "async"), allow(dead_code))]
-    pub(crate) fn last_staged(&self) -> Seq {
-        lock(&self.staged).next_seq.saturating_sub(1)
-    }
-
-    /// Writes staged records to the OS without waiting on the disk (for an async task
-    /// on a runtime worker): never rotates, never waits for a rotation, never grows
-    /// the reservation (see `Mode::NoWait`). Returns whether record `seq` is written;
-    /// when it is not, it stays staged for the next write or sync.
-    #[cfg(feature = "async")]
-    pub(crate) fn write_nowait(&self, seq: Seq) -> Result<bool> {
-        if self.written.load(Ordering::Acquire) >= seq {
-            return Ok(true);
-        }
-        self.check_writable()?;
-        self.write(Mode::NoWait, None)?;
-        Ok(self.written.load(Ordering::Acquire) >= seq)
-    }
-
     /// Removes every segment whose records all have seq `<= through`, never the newest
     /// segment on disk. Returns the outcome for each segment it tried to remove.
     pub fn purge_through(&self, through: Seq) -> Result<Vec<(PathBuf, std::io::Result<()>)>> {

@@ -149,6 +149,24 @@ impl Future for Wait<'_> {
 }
 
 impl Wal {
+    /// The seq of the last record staged.
+    pub(crate) fn last_staged(&self) -> Seq {
+        lock(&self.staged).next_seq.saturating_sub(1)
+    }
+
+    /// Writes staged records to the OS without waiting on the disk (for an async task
+    /// on a runtime worker): never rotates, never waits for a rotation, never grows
+    /// the reservation (see `Mode::NoWait`). Returns whether record `seq` is written;
+    /// when it is not, it stays staged for the next write or sync.
+    pub(crate) fn write_nowait(&self, seq: Seq) -> Result<bool> {
+        if self.written.load(Ordering::Acquire) >= seq {
+            return Ok(true);
+        }
+        self.check_writable()?;
+        self.write(Mode::NoWait, None)?;
+        Ok(self.written.load(Ordering::Acquire) >= seq)
+    }
+
     /// A future that completes once the log meets `target`, with the log's error if a
     /// write or sync fails first, or [`Error::Closed`] if the store closes first.
     pub(crate) fn wait(&self, target: Target) -> Wait<'_> {
