@@ -342,3 +342,74 @@ fn back_pressure_does_not_park_the_runtime() {
     assert_eq!(store.seq(), 101);
     Arc::try_unwrap(store).unwrap().close().unwrap();
 }
+
+/// Async tasks and blocking threads append together across many rotations (4 KiB
+/// segments, so the syncer and the blocking leaders create segments while tasks
+/// write), while checkpoints purge segments behind them; every acknowledged event is
+/// there after reopen, in a state equal to the replay of the log.
+#[test]
+fn async_and_blocking_appends_rotations_and_checkpoints_mix() {
+    for sync in [SyncPolicy::Always, SyncPolicy::Never] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = opts(sync).segment_bytes(4096).preallocate(true);
+        let store = Arc::new(Store::<Ledger>::open(dir.path(), options.clone()).unwrap());
+        const EACH: u64 = 60;
+        let rt = runtime(2);
+        let blocking: Vec<_> = (100..102)
+            .map(|source| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for n in 1..=EACH {
+                        store.append(&Entry::padded(source, n, 100)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..16)
+                .map(|source| {
+                    let store = Arc::clone(&store);
+                    tokio::spawn(async move {
+                        for n in 1..=EACH {
+                            store
+                                .append_async(&Entry::padded(source, n, 100))
+                                .await
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            let checkpoints = {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    for _ in 0..5 {
+                        store.checkpoint_async().await.unwrap();
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+            };
+            for t in tasks {
+                t.await.unwrap();
+            }
+            checkpoints.await.unwrap();
+            store.sync_async().await.unwrap();
+        });
+        for b in blocking {
+            b.join().unwrap();
+        }
+        let total = 18 * EACH;
+        assert_eq!(store.durable_seq(), total, "{sync:?}");
+        let before = store.current();
+        Arc::try_unwrap(store).unwrap().close().unwrap();
+        assert!(segments(dir.path()).len() > 1, "{sync:?}: rotated");
+
+        let store = Store::<Ledger>::open(dir.path(), options).unwrap();
+        let after = store.current();
+        assert_eq!(after.count, total, "{sync:?}");
+        assert_eq!(**after, **before, "{sync:?}: the same state after reopen");
+        for source in (0..16).chain(100..102) {
+            assert_eq!(after.last[&source], EACH, "{sync:?}: source {source}");
+        }
+        store.close().unwrap();
+    }
+}
