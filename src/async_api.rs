@@ -61,10 +61,11 @@
 //! then runs one group commit covering everything written so far; the commit wakes
 //! every task whose seq it covered. Tasks that register while an `fdatasync` runs
 //! share the next one, so the more tasks, the more records per sync. Before the next
-//! commit, the syncer gives the tasks it just woke a moment (a quarter of the last
-//! commit's time, at most 250 µs, and only until they have all registered again) to
-//! append again and join it: without that, a few tasks split into two groups that
-//! take turns, each commit covering half of them. After a commit with nothing left
+//! commit, when fewer tasks wait than it just woke, the syncer gives those it woke a
+//! moment (a quarter of the last commit's time, at most 250 µs, and only until they
+//! have all registered again) to append again and join it: without that, a few tasks
+//! can split into uneven groups that take turns, the commits of the small group
+//! costing as much as those of the large one. After a commit with nothing left
 //! to do, it spins (yielding the CPU) for at most the last commit's time and 300 µs
 //! before it sleeps, so that a task appending again right away does not also pay
 //! for waking it: one commit's worth of CPU at most, and only when it would idle.

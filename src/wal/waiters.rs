@@ -394,10 +394,13 @@ impl Wal {
             }
             let sync_to = l.sync_to;
             let sync = sync_to > self.durable_seq();
-            if let Some(until) = gather_until.filter(|_| sync && l.rejoined < l.woken) {
-                // Gather: the tasks the last commit woke are likely appending again;
-                // give them a moment (see `GATHER_MAX`) to join this commit rather
-                // than the next one.
+            let waiting = l.slots.len();
+            if let Some(until) =
+                gather_until.filter(|_| sync && l.rejoined < l.woken && waiting < l.woken)
+            {
+                // Gather: the tasks the last commit woke are likely appending again,
+                // and fewer tasks wait now than it woke; give them a moment (see
+                // `GATHER_MAX`) to join this commit rather than the next one.
                 gather_until = None;
                 l = self.spin(l, until, |l| l.stopped || l.rejoined >= l.woken);
                 continue;
@@ -448,8 +451,9 @@ impl Wal {
 }
 
 /// The longest the syncer waits for the tasks it woke to join the next commit (and
-/// at most a quarter of the last commit's time): a moment that lets a few tasks share
-/// each commit instead of splitting into two groups that take turns.
+/// at most a quarter of the last commit's time), when fewer tasks wait than it woke:
+/// a moment that lets a few tasks share each commit instead of splitting into uneven
+/// groups that take turns.
 const GATHER_MAX: Duration = Duration::from_micros(250);
 
 /// The longest the syncer spins after a commit for a task to append again (and at
