@@ -48,6 +48,11 @@
 //!   staging list, in order, and the next write or sync tries again. Nothing is
 //!   acknowledged as durable until it is written and synced. Any other failed create
 //!   makes the log read-only.
+//! - **Async tasks never wait on the disk** (feature `async`, see `waiters`): a task
+//!   writes only to the open segment (`Mode::NoWait`: no rotation, no wait for one,
+//!   no reservation growth) and registers a waker; the syncer thread and every group
+//!   commit wake the tasks whose records became durable, and a failure wakes all of
+//!   them with the error.
 //! - **Truncation is unlink.** [`Wal::purge_through`] removes whole segments; no WAL
 //!   byte is rewritten or copied.
 //! - **After a failed write or sync the log refuses appends** ([`Error::ReadOnly`]):
