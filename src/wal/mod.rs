@@ -432,8 +432,7 @@ impl Wal {
     ///
     /// After the writes, the active segment's reservation grows ahead of them (see
     /// [`WalOptions::preallocate`]; not for [`Mode::NoWait`]), with the I/O mutex
-    /// released, and the byte watch
-    /// runs its nudge if its threshold was reached.
+    /// released, and the byte watch runs its nudge if its threshold was reached.
     fn write_staged<'a>(
         &'a self,
         mut io: MutexGuard<'a, Io>,
