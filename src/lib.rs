@@ -18,6 +18,8 @@ macro_rules! mutant {
     }};
 }
 
+#[cfg(feature = "async")]
+pub mod async_api;
 pub mod backup;
 pub mod checkpoint;
 pub mod error;

@@ -7,6 +7,10 @@ use std::time::Duration;
 use crate::fs::{Fs, RealFs};
 
 /// When an append is durable.
+///
+/// The async appends (`Store::append_async` and friends, feature `async`) follow the
+/// same policy: their future completes when the blocking call would return (see the
+/// `async_api` module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncPolicy {
     /// `append` returns once its record is durable. Concurrent appenders share one

@@ -283,7 +283,19 @@ impl<S: State> Store<S> {
             .name(name.into())
             .spawn(move || body(&inner))
             .map_err(|e| Error::io("spawn thread", &self.inner.dir, e))?;
-        lock(&self.threads).push((name, handle));
+        let mut threads = lock(&self.threads);
+        // Threads that ended (an async checkpoint's) are joined here, so the list
+        // stays as long as what runs.
+        let (done, running): (Vec<_>, Vec<_>) =
+            threads.drain(..).partition(|(_, h)| h.is_finished());
+        *threads = running;
+        threads.push((name, handle));
+        drop(threads);
+        for (name, handle) in done {
+            if handle.join().is_err() {
+                tracing::error!(thread = name, "background thread panicked");
+            }
+        }
         Ok(())
     }
 
@@ -292,6 +304,8 @@ impl<S: State> Store<S> {
     /// are left to finish alone; they hold the store open until they do).
     pub(crate) fn stop_threads(&self, deadline: Instant) -> usize {
         self.inner.stop.stop();
+        #[cfg(feature = "async")]
+        self.inner.wal.stop_syncer();
         self.inner.ck.cancel.store(true, Ordering::SeqCst);
         // Take the checkpointer out first: its lock is not held while waiting.
         let attached = lock(&self.checkpointer).take();
@@ -377,6 +391,10 @@ impl<S: State> Drop for Store<S> {
     /// durable; others are in the OS page cache.
     fn drop(&mut self) {
         self.stop_threads(deadline_after(Instant::now(), Duration::from_millis(100)));
+        // No task waits for ever: a future leaked with a registered waker gets `Ok`
+        // if its target was met (by `close`'s final sync, for one), else `Closed`.
+        #[cfg(feature = "async")]
+        self.inner.wal.close_waiters();
     }
 }
 

@@ -60,6 +60,8 @@ use crate::util::lock;
 use crate::wal::Wal;
 use crate::{Options, Seq, State, SyncPolicy, Versioned};
 
+#[cfg(feature = "async")]
+mod asynch;
 mod create;
 mod lifecycle;
 mod open;

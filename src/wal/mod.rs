@@ -50,6 +50,11 @@
 //!   makes the log read-only. The same holds for a directory that cannot be opened
 //!   to sync it (`EMFILE`, `ENFILE`, `ENOMEM`: `fsync` never reports these), and
 //!   for reopening the segment an idle log closed.
+//! - **Async tasks never wait on the disk** (feature `async`, see `waiters`): a task
+//!   writes only to the open segment (`Mode::NoWait`: no rotation, no wait for one,
+//!   no reservation growth) and registers a waker; the syncer thread and every group
+//!   commit wake the tasks whose records became durable, and a failure wakes all of
+//!   them with the error.
 //! - **Truncation is unlink.** [`Wal::purge_through`] removes whole segments; no WAL
 //!   byte is rewritten or copied.
 //! - **After a failed write or sync the log refuses appends** ([`Error::ReadOnly`]):
@@ -75,6 +80,11 @@ use crate::Seq;
 mod replay;
 mod segment;
 mod sync;
+#[cfg(feature = "async")]
+mod waiters;
+
+#[cfg(feature = "async")]
+pub(crate) use waiters::Target;
 
 pub use replay::{list_segments, replay, ReplayReport};
 pub(crate) use replay::{read_only, replay_with, Access, LogCursor};
@@ -177,6 +187,27 @@ pub struct Wal {
     pending_dirs: PendingDirs,
     /// The store's metrics (no-op handles for a log on its own).
     metrics: Arc<Metrics>,
+    /// Tasks waiting for this log (see `waiters`).
+    #[cfg(feature = "async")]
+    waiters: waiters::Waiters,
+}
+
+/// How [`Wal::write_staged`] treats a rotation (a chunk for a new segment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The caller needs its record only queued: while another thread rotates and the
+    /// staged bytes are within the bound, return at once; otherwise write, rotating
+    /// if needed.
+    Queue,
+    /// Write everything staged now, waiting for a rotation in progress and rotating
+    /// if needed.
+    Write,
+    /// Never wait on the disk (an async task on a runtime worker): write only what
+    /// goes to the open segment; leave a chunk for a new segment (and everything while
+    /// another thread rotates) staged for a thread that may wait, and do not grow the
+    /// reservation.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    NoWait,
 }
 
 /// A callback the log runs when its staged bytes reach a threshold.
@@ -243,6 +274,8 @@ impl Wal {
             },
             pending_dirs: PendingDirs::none(),
             metrics: Arc::new(Metrics::noop()),
+            #[cfg(feature = "async")]
+            waiters: waiters::Waiters::default(),
         }
     }
 
@@ -322,6 +355,9 @@ impl Wal {
     fn fail(&self, e: Error) -> Error {
         let cause = Arc::clone(self.failed.get_or_init(|| Arc::new(e)));
         tracing::error!(error = %cause, dir = %self.dir.display(), "WAL write failed; store is read-only until reopened");
+        // Every waiting task gets the error.
+        #[cfg(feature = "async")]
+        self.wake_waiters(false);
         Error::ReadOnly { cause }
     }
 
@@ -406,7 +442,7 @@ impl Wal {
         }
         self.check_writable()?;
         self.metrics.backpressure_wait();
-        self.write_staged(lock(&self.io), true, None).map(drop)
+        self.write(Mode::Write, None).map(drop)
     }
 
     /// Writes every staged record through `seq` to the OS (page cache), without
@@ -419,16 +455,18 @@ impl Wal {
             return Ok(());
         }
         self.check_writable()?;
-        self.write_staged(lock(&self.io), false, None).map(drop)
+        self.write(Mode::Queue, None).map(drop)
     }
 
     /// Writes the chunks staged now, in order, once. A chunk for a new segment rotates:
     /// the earlier segments and the directory are synced and the new file is created
     /// with the I/O mutex *released*, so no appender waits on the disk for a rotation.
-    /// Meanwhile a caller that only needs its record handed to the OS
-    /// (`must_write == false`) returns at once while the staged bytes are within the
-    /// bound, and the next writer writes its chunk; a caller that needs its record
-    /// written waits for the rotation (until `deadline`: `None` when it passed).
+    /// Meanwhile a caller that only needs its record queued ([`Mode::Queue`]) returns
+    /// at once while the staged bytes are within the bound, and the next writer writes
+    /// its chunk; a caller that needs its record written ([`Mode::Write`]) waits for
+    /// the rotation (until `deadline`: `None` when it passed). A [`Mode::NoWait`]
+    /// caller never rotates and never waits: it returns at once during a rotation, and
+    /// puts back, in order, the chunks from the first one that needs a new segment.
     ///
     /// A transient failure to create the new segment (see [`is_transient`]) puts the
     /// chunks back, in order, and is returned as [`Error::SegmentUnavailable`] to a
@@ -437,20 +475,23 @@ impl Wal {
     /// bytes are within the bound.
     ///
     /// After the writes, the active segment's reservation grows ahead of them (see
-    /// [`WalOptions::preallocate`]), with the I/O mutex released, and the byte watch
-    /// runs its nudge if its threshold was reached.
+    /// [`WalOptions::preallocate`]; not for [`Mode::NoWait`]), with the I/O mutex
+    /// released, and the byte watch runs its nudge if its threshold was reached.
     fn write_staged<'a>(
         &'a self,
         mut io: MutexGuard<'a, Io>,
-        must_write: bool,
+        mode: Mode,
         deadline: Option<Instant>,
     ) -> Result<Option<MutexGuard<'a, Io>>> {
+        let must_write = mode == Mode::Write;
         loop {
             self.check_writable()?;
             if !io.rotating {
                 break;
             }
-            if !must_write && self.staged_unwritten_bytes() <= self.max_staged {
+            if mode == Mode::NoWait
+                || (!must_write && self.staged_unwritten_bytes() <= self.max_staged)
+            {
                 return Ok(Some(io));
             }
             let (guard, timed_out) = wait_until(&self.rotated, io, deadline);
@@ -468,6 +509,12 @@ impl Wal {
         while let Some(chunk) = chunks.next() {
             let file = match &io.active {
                 Some((seg, f)) if *seg == chunk.segment => Arc::clone(f),
+                _ if mode == Mode::NoWait => {
+                    // The rotation is for a thread that may wait on the disk: this
+                    // chunk and the ones after it go back, in order.
+                    self.put_back(chunk, chunks);
+                    break;
+                }
                 _ => {
                     let reopen = io.closed_active == Some(chunk.segment);
                     let opened = if reopen {
@@ -489,13 +536,8 @@ impl Wal {
                     let (file, reserved) = match opened {
                         Ok(c) => c,
                         Err(e @ Error::SegmentUnavailable { .. }) => {
-                            // Nothing of this chunk or the ones after it was written:
-                            // back to the front of the staging list, in order.
-                            let mut st = lock(&self.staged);
-                            let later = mem::take(&mut st.chunks);
-                            st.chunks = std::iter::once(chunk).chain(chunks).collect();
-                            st.chunks.extend(later);
-                            drop(st);
+                            // Nothing of this chunk or the ones after it was written.
+                            self.put_back(chunk, chunks);
                             mem::forget(fail_on_panic);
                             if !must_write && self.staged_unwritten_bytes() <= self.max_staged {
                                 return Ok(Some(io));
@@ -529,9 +571,34 @@ impl Wal {
         }
         drop(fail_on_panic);
         self.metrics.staged(self.staged_unwritten_bytes());
-        let io = self.grow_reservation(io);
+        let io = if mode == Mode::NoWait {
+            io
+        } else {
+            self.grow_reservation(io)
+        };
         self.check_watch();
         Ok(Some(io))
+    }
+
+    /// [`Wal::write_staged`] with the I/O mutex taken here and released before the
+    /// tasks waiting for a write or for room are woken (a waker runs foreign code,
+    /// which must not find the mutex held). `false` when the deadline passed.
+    fn write(&self, mode: Mode, deadline: Option<Instant>) -> Result<bool> {
+        let written = self
+            .write_staged(lock(&self.io), mode, deadline)
+            .map(|io| io.is_some());
+        #[cfg(feature = "async")]
+        self.wake_waiters(true);
+        written
+    }
+
+    /// Puts chunks taken from the staging list and not written back at its front, in
+    /// order, before the chunks staged since.
+    fn put_back(&self, first: Chunk, rest: impl Iterator<Item = Chunk>) {
+        let mut st = lock(&self.staged);
+        let later = mem::take(&mut st.chunks);
+        st.chunks = std::iter::once(first).chain(rest).collect();
+        st.chunks.extend(later);
     }
 
     /// Removes every segment whose records all have seq `<= through`, never the newest

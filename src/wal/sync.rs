@@ -75,11 +75,10 @@ impl Wal {
     /// One group commit: write what is staged now, sync every dirty segment (and the
     /// directory if a segment was created), publish the new durable seq.
     pub(super) fn sync_once(&self, deadline: Option<Instant>) -> Result<Option<Seq>> {
-        match self.write_staged(lock(&self.io), true, deadline)? {
-            Some(io) => drop(io),
-            None => return Ok(None),
+        if !self.write(Mode::Write, deadline)? {
+            return Ok(None);
         }
-        let Some(_disk) = self.lock_disk(deadline)? else {
+        let Some(disk) = self.lock_disk(deadline)? else {
             return Ok(None);
         };
         let (files, dir_dirty, written) = {
@@ -109,6 +108,10 @@ impl Wal {
         if written > before {
             self.metrics.group_commit(written - before);
         }
+        drop(disk);
+        // Tasks whose records this sync covered (`waiters`).
+        #[cfg(feature = "async")]
+        self.wake_waiters(false);
         Ok(Some(written))
     }
 
