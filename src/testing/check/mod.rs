@@ -113,6 +113,8 @@ pub struct Report {
     pub images_with_loss: u64,
     /// Images whose recovery cut a torn tail.
     pub torn_tails: u64,
+    /// Images left by crashes during recovery, checked too ([`Checker::crash_recovery`]).
+    pub recovery_images: u64,
     /// Contract violations.
     pub failures: Vec<Failure>,
 }
@@ -121,12 +123,13 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} calls, {} crash points, {} images ({} lost un-synced events, {} torn tails), {} failures",
+            "{} calls, {} crash points, {} images ({} lost un-synced events, {} torn tails), {} images of crashed recoveries, {} failures",
             self.total_calls,
             self.crash_points,
             self.images,
             self.images_with_loss,
             self.torn_tails,
+            self.recovery_images,
             self.failures.len()
         )?;
         for fail in self.failures.iter().take(10) {
@@ -147,6 +150,9 @@ pub struct ImageOutcome {
     pub appended: Seq,
     /// Recovery cut a torn tail.
     pub torn_tail: bool,
+    /// Images left by crashes of this image's own recovery, checked too
+    /// ([`Checker::crash_recovery`]).
+    pub recovery_images: u64,
 }
 
 /// The model: the state after each prefix of the events, computed on demand.
@@ -189,6 +195,7 @@ pub struct Checker<S, G> {
     seed: u64,
     random_images: usize,
     sample: Option<usize>,
+    recovery_crashes: usize,
     _state: PhantomData<fn() -> S>,
 }
 
@@ -226,6 +233,7 @@ where
             seed: 0x5eed,
             random_images: 3,
             sample: None,
+            recovery_crashes: 0,
             _state: PhantomData,
         }
     }
@@ -246,6 +254,19 @@ where
     /// instead of every one.
     pub fn sample(mut self, n: usize) -> Self {
         self.sample = Some(n);
+        self
+    }
+
+    /// Also crashes *recovery*: before an image is recovered and checked, its
+    /// recovery ([`Store::open`](crate::Store::open) and the store's drop) is run on a
+    /// copy crashed at `n` of its calls (all of them if it makes fewer, else chosen
+    /// with the seed), and the images that crash leaves (everything un-synced
+    /// dropped, and a random mix) must pass the same checks against the same
+    /// acknowledged and appended seqs. Recovery cuts torn tails, removes temp files,
+    /// moves damage aside and syncs; a crash in the middle of any of that must lose
+    /// nothing acknowledged. Default 0 (off).
+    pub fn crash_recovery(mut self, n: usize) -> Self {
+        self.recovery_crashes = n;
         self
     }
 
@@ -297,6 +318,7 @@ where
                     Ok(out) => {
                         report.images_with_loss += u64::from(out.recovered < out.appended);
                         report.torn_tails += u64::from(out.torn_tail);
+                        report.recovery_images += out.recovery_images;
                     }
                     Err(what) => {
                         report
@@ -530,8 +552,70 @@ where
         Ok(())
     }
 
-    /// Recovers `image` and checks it against the model (see the module docs).
+    /// Recovers `image` and checks it against the model (see the module docs), after
+    /// crashing its recovery as [`Checker::crash_recovery`] asks.
     fn check_image(
+        &self,
+        image: SimFs,
+        p: Progress,
+        model: &mut Model<'_, S, G>,
+    ) -> Checked<ImageOutcome> {
+        let recovery_images = if self.recovery_crashes > 0 {
+            self.check_recovery_crashes(&image, p, model)?
+        } else {
+            0
+        };
+        self.check_recovered(image, p, model)
+            .map(|out| ImageOutcome {
+                recovery_images,
+                ..out
+            })
+    }
+
+    /// Crashes the recovery of copies of `image` at sampled calls and checks the
+    /// images each crash leaves (see [`Checker::crash_recovery`]).
+    fn check_recovery_crashes(
+        &self,
+        image: &SimFs,
+        p: Progress,
+        model: &mut Model<'_, S, G>,
+    ) -> Checked<u64> {
+        let recover = |fs: &Arc<SimFs>| {
+            let opts = self.workload.options(Arc::clone(fs));
+            // A crash makes `open` fail (or a drop stop short); either is expected.
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                drop(Store::<S>::open(STORE_DIR, opts));
+            }));
+        };
+        let probe = Arc::new(image.crash_all_kept());
+        recover(&probe);
+        let calls = probe.calls();
+        let mut rng = Rng::new(self.seed ^ calls.rotate_left(17) ^ p.appended);
+        let points: Vec<u64> = if calls as usize <= self.recovery_crashes {
+            (0..calls).collect()
+        } else {
+            (0..self.recovery_crashes)
+                .map(|_| rng.next_u64() % calls)
+                .collect()
+        };
+        let mut checked = 0;
+        for n in points {
+            let fs = Arc::new(image.crash_all_kept());
+            fs.crash_at(n);
+            recover(&fs);
+            for choices in [Choices::AllDropped, Choices::Random(rng.next_u64())] {
+                let (after, _) = fs.crash_image(&choices);
+                self.check_recovered(after, p, model).map_err(|e| {
+                    format!("recovery crashed at its call {n} of {calls} ({choices:?}), then: {e}")
+                })?;
+                checked += 1;
+            }
+        }
+        Ok(checked)
+    }
+
+    /// Recovers `image` and checks it against the model (see the module docs).
+    fn check_recovered(
         &self,
         image: SimFs,
         p: Progress,
@@ -588,6 +672,7 @@ where
                 acknowledged: p.acked,
                 appended: p.appended,
                 torn_tail: rep.torn_tail.is_some(),
+                recovery_images: 0,
             })
         }));
         match result {
