@@ -196,6 +196,7 @@ pub struct Checker<S, G> {
     random_images: usize,
     sample: Option<usize>,
     recovery_crashes: usize,
+    rename_via_link: bool,
     _state: PhantomData<fn() -> S>,
 }
 
@@ -234,6 +235,7 @@ where
             random_images: 3,
             sample: None,
             recovery_crashes: 0,
+            rename_via_link: false,
             _state: PhantomData,
         }
     }
@@ -267,6 +269,15 @@ where
     /// nothing acknowledged. Default 0 (off).
     pub fn crash_recovery(mut self, n: usize) -> Self {
         self.recovery_crashes = n;
+        self
+    }
+
+    /// Runs every install as a file system without `RENAME_NOREPLACE` makes it: a
+    /// link and an unlink ([`SimFs::set_rename_via_link`]), so the crash images
+    /// include a snapshot under both its temp name and its final name, and under
+    /// neither. Default off.
+    pub fn rename_via_link(mut self, on: bool) -> Self {
+        self.rename_via_link = on;
         self
     }
 
@@ -401,6 +412,7 @@ where
         model: &mut Model<'_, S, G>,
     ) -> (Arc<SimFs>, Progress, Option<String>) {
         let fs = Arc::new(SimFs::new(self.seed));
+        fs.set_rename_via_link(self.rename_via_link);
         if let Some(n) = crash_at {
             fs.crash_at(n);
         }

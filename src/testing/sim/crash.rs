@@ -183,6 +183,7 @@ impl Inner {
         out.nodes = nodes;
         out.visible = kept.clone();
         out.durable = kept;
+        out.rename_via_link = self.rename_via_link;
         out
     }
 }

@@ -193,6 +193,15 @@ impl SimFs {
         lock(&self.inner).calls
     }
 
+    /// Makes [`Fs::rename_noreplace`] behave as on a file system that answers
+    /// `EINVAL` to `renameat2(RENAME_NOREPLACE)`: a hard link, then an unlink of the
+    /// old name, as two calls and two independent directory operations, so crash
+    /// images can hold the file under both names or under neither. Crash images keep
+    /// the setting.
+    pub fn set_rename_via_link(&self, on: bool) {
+        lock(&self.inner).rename_via_link = on;
+    }
+
     /// Makes call `n` (from 0) and every later call fail as a crash; see the
     /// [module docs](self#calls-crash-points-and-faults).
     pub fn crash_at(&self, n: u64) {

@@ -95,6 +95,9 @@ pub(super) struct Inner {
     pub(super) durable: BTreeMap<PathBuf, u64>,
     pub(super) dir_ops: Vec<DirOp>,
     pub(super) locks: BTreeMap<PathBuf, u64>,
+    /// Renames run as a link then an unlink, two calls (see
+    /// [`SimFs::set_rename_via_link`]).
+    pub(super) rename_via_link: bool,
     pub(super) next_lock: u64,
 }
 
@@ -201,6 +204,7 @@ impl Inner {
             dir_ops: Vec::new(),
             locks: BTreeMap::new(),
             next_lock: 0,
+            rename_via_link: false,
         }
     }
 
@@ -377,6 +381,9 @@ impl Fs for SimFs {
     }
 
     fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if lock(&self.inner).rename_via_link {
+            return self.rename_by_link(from, to);
+        }
         let mut g = self.enter(OpKind::Rename, from)?;
         let (from, to) = (norm(from)?, norm(to)?);
         let from_dir = g.parent_dir(&from)?;
@@ -588,5 +595,49 @@ impl Drop for SimLock {
         if g.locks.get(&self.path) == Some(&self.token) {
             g.locks.remove(&self.path);
         }
+    }
+}
+
+impl SimFs {
+    /// A no-replace rename as a file system without `RENAME_NOREPLACE` makes it (the
+    /// `EINVAL` fallback of [`RealFs`](crate::fs::RealFs)): a hard link to the new
+    /// name, failing if it exists, then, in a second call, an unlink of the old name.
+    /// The two are separate directory operations on different names, so a crash can
+    /// leave both names, or (if only the unlink reached the disk) neither.
+    fn rename_by_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (from, to) = (norm(from)?, norm(to)?);
+        {
+            let mut g = self.enter(OpKind::Rename, &from)?;
+            let to_dir = g.parent_dir(&to)?;
+            let ino = match g.node(&from) {
+                Some((ino, Node::File(_))) => ino,
+                Some((_, Node::Dir)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "the simulated file system does not rename directories",
+                    ))
+                }
+                None => return Err(not_found(&from)),
+            };
+            if g.visible.contains_key(&to) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists", to.display()),
+                ));
+            }
+            g.visible.insert(to.clone(), ino);
+            g.dir_ops.push(DirOp {
+                dir: to_dir,
+                kind: DirOpKind::Link { path: to, ino },
+            });
+        }
+        let mut g = self.enter(OpKind::Remove, &from)?;
+        let from_dir = g.parent_dir(&from)?;
+        g.visible.remove(&from);
+        g.dir_ops.push(DirOp {
+            dir: from_dir,
+            kind: DirOpKind::Unlink { path: from },
+        });
+        Ok(())
     }
 }
