@@ -70,7 +70,12 @@ fn every_planted_bug_is_found_by_the_concurrent_checker() {
     assert!(images > 0);
     let mut killed = Vec::new();
     let mut survived = Vec::new();
-    for m in Mutation::ALL {
+    // A forgotten fdatasync failure needs an injected fault, which these workloads
+    // never inject: `crash_with_faults` finds it.
+    for m in Mutation::ALL
+        .into_iter()
+        .filter(|m| *m != Mutation::FailedSyncForgotten)
+    {
         let start = Instant::now();
         let (killer, images) = hunt(Some(m), 12);
         eprintln!(
@@ -86,9 +91,9 @@ fn every_planted_bug_is_found_by_the_concurrent_checker() {
         }
     }
     eprintln!(
-        "mutation score: {} of {} killed; survived: {survived:?}",
+        "mutation score of the concurrent checker: {} of {} killed; survived: {survived:?}",
         killed.len(),
-        Mutation::ALL.len()
+        Mutation::ALL.len() - 1
     );
     // Found reliably within CI's budget. The others are reported above: positions
     // read after the load and the rotation race need a narrower schedule than

@@ -35,11 +35,15 @@ pub enum Mutation {
     /// A snapshot install that finds its name taken removes the existing file and
     /// renames over it, instead of keeping the no-replace meaning.
     ReplaceOnInstall,
+    /// A failed WAL `fdatasync` is returned to the caller but does not make the log
+    /// read-only: a later sync "succeeds" and acknowledges records whose pages the
+    /// kernel dropped ("fsyncgate"). Found by [`Checker::faults`](crate::testing::check::Checker::faults).
+    FailedSyncForgotten,
 }
 
 impl Mutation {
     /// Every planted bug.
-    pub const ALL: [Mutation; 7] = [
+    pub const ALL: [Mutation; 8] = [
         Mutation::SkipDirSync,
         Mutation::LyingSync,
         Mutation::AckBeforeSync,
@@ -47,6 +51,7 @@ impl Mutation {
         Mutation::PositionsAfterLoad,
         Mutation::RotationRace,
         Mutation::ReplaceOnInstall,
+        Mutation::FailedSyncForgotten,
     ];
 
     fn bit(self) -> u32 {

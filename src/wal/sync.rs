@@ -140,8 +140,14 @@ impl Wal {
         let _fail = FailOnPanic(self, "fdatasync");
         for (first, f) in files {
             let timer = Timer::start();
-            f.sync_data()
-                .map_err(|e| self.fail(Error::io("fdatasync", self.segment_path(*first), e)))?;
+            f.sync_data().map_err(|e| {
+                let e = Error::io("fdatasync", self.segment_path(*first), e);
+                if mutant!(FailedSyncForgotten) {
+                    e
+                } else {
+                    self.fail(e)
+                }
+            })?;
             self.metrics.fdatasync(timer);
         }
         if dir {

@@ -59,7 +59,7 @@ pub use concurrent::{
 };
 pub use workload::{tick, Op, Tally, Tick, Workload};
 
-use crate::testing::sim::{is_crash, Choices, Rng, SimFs};
+use crate::testing::sim::{is_crash, Choices, Fault, FaultError, Rng, SimFs};
 use crate::util::panic_message;
 use crate::{CheckpointOutcome, CloseOptions, Error, Seq, State, Store, SyncPolicy};
 
@@ -115,6 +115,8 @@ pub struct Report {
     pub torn_tails: u64,
     /// Images left by crashes during recovery, checked too ([`Checker::crash_recovery`]).
     pub recovery_images: u64,
+    /// Runs with an injected fault, then a crash ([`Checker::faults`]).
+    pub fault_points: u64,
     /// Contract violations.
     pub failures: Vec<Failure>,
 }
@@ -123,9 +125,10 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} calls, {} crash points, {} images ({} lost un-synced events, {} torn tails), {} images of crashed recoveries, {} failures",
+            "{} calls, {} crash points, {} fault points, {} images ({} lost un-synced events, {} torn tails), {} images of crashed recoveries, {} failures",
             self.total_calls,
             self.crash_points,
+            self.fault_points,
             self.images,
             self.images_with_loss,
             self.torn_tails,
@@ -197,6 +200,7 @@ pub struct Checker<S, G> {
     sample: Option<usize>,
     recovery_crashes: usize,
     rename_via_link: bool,
+    faults: usize,
     _state: PhantomData<fn() -> S>,
 }
 
@@ -236,6 +240,7 @@ where
             sample: None,
             recovery_crashes: 0,
             rename_via_link: false,
+            faults: 0,
             _state: PhantomData,
         }
     }
@@ -281,6 +286,20 @@ where
         self
     }
 
+    /// Also injects faults, then crashes: for `n` calls of the crash-free run (all of
+    /// them if it makes fewer, else chosen with the seed), a run where that call fails
+    /// with `EIO` or `ENOSPC` (alternately). The workload carries on past operations
+    /// that fail (the store may have turned read-only; a reopen that fails stops it),
+    /// the crash comes at its end, and every image must hold every event the store
+    /// acknowledged, before the fault or after it. A
+    /// failed `fdatasync` follows Linux: the dirty pages are dropped and a retried
+    /// sync succeeds without them (see the [`sim`](crate::testing::sim) model), so a
+    /// store that acknowledged anything after such a failure is caught. Default 0.
+    pub fn faults(mut self, n: usize) -> Self {
+        self.faults = n;
+        self
+    }
+
     /// Runs the whole check.
     pub fn run(&self) -> Report {
         let mut model = Model {
@@ -312,34 +331,71 @@ where
         }
         for point in self.crash_points(report.total_calls) {
             report.crash_points += 1;
-            let (fs, progress, problem) = self.run_workload(Some(point), &mut model);
-            if let Some(what) = problem {
-                report
-                    .failures
-                    .push(self.failure(Some(point), None, Vec::new(), what));
-                continue;
-            }
-            let mut images = vec![Choices::AllDropped, Choices::AllKept];
-            let mut rng = Rng::new(self.seed ^ point.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            images.extend((0..self.random_images).map(|_| Choices::Random(rng.next_u64())));
-            for choices in images {
-                let (image, bits) = fs.crash_image(&choices);
-                report.images += 1;
-                match self.check_image(image, progress, &mut model) {
-                    Ok(out) => {
-                        report.images_with_loss += u64::from(out.recovered < out.appended);
-                        report.torn_tails += u64::from(out.torn_tail);
-                        report.recovery_images += out.recovery_images;
-                    }
-                    Err(what) => {
-                        report
-                            .failures
-                            .push(self.failure(Some(point), Some(choices), bits, what));
-                    }
+            let run = self.run_workload(Some(point), &mut model);
+            self.check_images(run, point, None, &mut model, &mut report);
+        }
+        let mut rng = Rng::new(self.seed ^ 0xfa17);
+        let calls = report.total_calls;
+        let fault_calls: Vec<u64> = if calls as usize <= self.faults {
+            (0..calls).collect()
+        } else {
+            (0..self.faults).map(|_| rng.below(calls)).collect()
+        };
+        for (i, call) in fault_calls.into_iter().enumerate() {
+            let error = if i % 2 == 0 {
+                FaultError::Eio
+            } else {
+                FaultError::Enospc
+            };
+            report.fault_points += 1;
+            let run = self.run_workload_with(None, Some((call, error)), &mut model);
+            self.check_images(run, call, Some(error), &mut model, &mut report);
+        }
+        report
+    }
+
+    /// Checks the crash images of one run that stopped at `point` (a crash point, or
+    /// the call that got `fault`).
+    fn check_images(
+        &self,
+        (fs, progress, problem): (Arc<SimFs>, Progress, Option<String>),
+        point: u64,
+        fault: Option<FaultError>,
+        model: &mut Model<'_, S, G>,
+        report: &mut Report,
+    ) {
+        let label = |what: String| match fault {
+            Some(e) => format!("after {e:?} injected at call {point}: {what}"),
+            None => what,
+        };
+        if let Some(what) = problem {
+            report
+                .failures
+                .push(self.failure(Some(point), None, Vec::new(), label(what)));
+            return;
+        }
+        let mut images = vec![Choices::AllDropped, Choices::AllKept];
+        let mut rng = Rng::new(self.seed ^ point.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        images.extend((0..self.random_images).map(|_| Choices::Random(rng.next_u64())));
+        for choices in images {
+            let (image, bits) = fs.crash_image(&choices);
+            report.images += 1;
+            match self.check_image(image, progress, model) {
+                Ok(out) => {
+                    report.images_with_loss += u64::from(out.recovered < out.appended);
+                    report.torn_tails += u64::from(out.torn_tail);
+                    report.recovery_images += out.recovery_images;
+                }
+                Err(what) => {
+                    report.failures.push(self.failure(
+                        Some(point),
+                        Some(choices),
+                        bits,
+                        label(what),
+                    ));
                 }
             }
         }
-        report
     }
 
     /// The number of file system calls of the crash-free run, or the failure of that run.
@@ -411,10 +467,23 @@ where
         crash_at: Option<u64>,
         model: &mut Model<'_, S, G>,
     ) -> (Arc<SimFs>, Progress, Option<String>) {
+        self.run_workload_with(crash_at, None, model)
+    }
+
+    /// [`Checker::run_workload`], with an injected fault on one call.
+    fn run_workload_with(
+        &self,
+        crash_at: Option<u64>,
+        fault: Option<(u64, FaultError)>,
+        model: &mut Model<'_, S, G>,
+    ) -> (Arc<SimFs>, Progress, Option<String>) {
         let fs = Arc::new(SimFs::new(self.seed));
         fs.set_rename_via_link(self.rename_via_link);
         if let Some(n) = crash_at {
             fs.crash_at(n);
+        }
+        if let Some((call, error)) = fault {
+            fs.inject(Fault::on_call(call, error));
         }
         let mut progress = Progress::default();
         let result = catch_unwind(AssertUnwindSafe(|| self.drive(&fs, &mut progress, model)));
@@ -479,6 +548,7 @@ where
                                     p.appended
                                 ))
                             }
+                            Err(_) if carry_on(fs, &store, p) => {}
                             Err(e) => return stopped(fs, "append", e),
                         }
                     }
@@ -499,6 +569,7 @@ where
                                 p.appended
                             ))
                         }
+                        Err(_) if carry_on(fs, &store, p) => {}
                         Err(e) => return stopped(fs, "append_batch", e),
                     }
                 }
@@ -510,6 +581,7 @@ where
                             p.appended
                         ))
                     }
+                    Err(_) if carry_on(fs, &store, p) => {}
                     Err(e) => return stopped(fs, "sync", e),
                 },
                 Op::Checkpoint => match store.checkpoint() {
@@ -523,6 +595,7 @@ where
                         p.acked = p.acked.max(rep.seq)
                     }
                     Ok(_) => {}
+                    Err(_) if carry_on(fs, &store, p) => {}
                     Err(e) => return stopped(fs, "checkpoint", e),
                 },
                 Op::Reopen | Op::ReopenWithCheckpoint => {
@@ -697,10 +770,25 @@ where
     }
 }
 
+/// After an injected fault, a failed operation does not stop the workload: the rest
+/// runs (a store that acknowledges anything after a failed `fdatasync` is caught by
+/// the crash at the end). The events it counts are the ones the store took.
+fn carry_on<S: State>(fs: &SimFs, store: &Store<S>, p: &mut Progress) -> bool {
+    if fs.crashed() || fs.faults_fired() == 0 {
+        return false;
+    }
+    p.appended = store.seq();
+    true
+}
+
 /// `Ok` if `e` comes from the simulated crash (the workload stops there), else the
 /// error as a problem.
 fn stopped(fs: &SimFs, what: &str, e: Error) -> Checked<()> {
-    if fs.crashed() && e.io_error().is_none_or(is_crash) {
+    if !fs.crashed() && fs.faults_fired() > 0 {
+        // An injected fault failed this operation or an earlier one (the store may be
+        // read-only since): the workload stops, and the crash comes right here.
+        Ok(())
+    } else if fs.crashed() && e.io_error().is_none_or(is_crash) {
         Ok(())
     } else if fs.crashed() {
         // Once the crash point is reached every call fails as a crash; any other error

@@ -193,6 +193,11 @@ impl SimFs {
         lock(&self.inner).calls
     }
 
+    /// How many injected faults have fired.
+    pub fn faults_fired(&self) -> u64 {
+        lock(&self.inner).faults_fired
+    }
+
     /// Makes [`Fs::rename_noreplace`] behave as on a file system that answers
     /// `EINVAL` to `renameat2(RENAME_NOREPLACE)`: a hard link, then an unlink of the
     /// old name, as two calls and two independent directory operations, so crash

@@ -98,6 +98,8 @@ pub(super) struct Inner {
     /// Renames run as a link then an unlink, two calls (see
     /// [`SimFs::set_rename_via_link`]).
     pub(super) rename_via_link: bool,
+    /// Injected faults that have fired.
+    pub(super) faults_fired: u64,
     pub(super) next_lock: u64,
 }
 
@@ -205,6 +207,7 @@ impl Inner {
             locks: BTreeMap::new(),
             next_lock: 0,
             rename_via_link: false,
+            faults_fired: 0,
         }
     }
 
@@ -232,6 +235,7 @@ impl Inner {
                     f.skip -= 1;
                 } else {
                     f.times -= 1;
+                    self.faults_fired += 1;
                     tracing::debug!(call = index, ?op, path = %path.display(), error = ?f.error, "injected fault");
                     return Err(f.error.to_io());
                 }
@@ -517,7 +521,18 @@ impl SimFile {
     ) -> io::Result<()> {
         let _call = super::gate(self.sched.as_ref(), &self.fs);
         let mut g = lock(&self.fs);
-        g.enter(op, &self.path)?;
+        if let Err(e) = g.enter(op, &self.path) {
+            if op == OpKind::SyncData && !super::is_crash(&e) {
+                // Linux: a failed `fdatasync` drops the dirty pages (marks them clean
+                // without writing them) and reports the error once; a retried sync
+                // then succeeds with the data gone from the disk, though still in the
+                // page cache that reads see ("fsyncgate").
+                if let Ok(f) = g.file_mut(self.ino) {
+                    f.pending.clear();
+                }
+            }
+            return Err(e);
+        }
         body(g.file_mut(self.ino)?)
     }
 }
@@ -543,7 +558,9 @@ impl FsFile for SimFile {
             if crate::testing::mutation::active(crate::testing::mutation::Mutation::LyingSync) {
                 return Ok(());
             }
-            f.durable = f.visible.clone();
+            // What the pending writes make of the disk's bytes: after a failed sync
+            // dropped some (see `with`), the disk differs from what reads see.
+            f.durable = f.crash_image(&mut || true);
             f.pending.clear();
             Ok(())
         })

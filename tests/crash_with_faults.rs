@@ -1,0 +1,74 @@
+//! Faults combined with crashes: a call of the workload fails with `EIO` or `ENOSPC`,
+//! the workload carries on, and the crash comes at its end. A failed `fdatasync`
+//! drops the dirty pages as Linux does, so a store that acknowledged anything after
+//! one would lose it; the planted bug that forgets the failure is found. One test, so
+//! the process-wide mutation switch is never shared.
+#![cfg(feature = "testing")]
+
+use std::path::Path;
+
+use snapwal::fs::Fs;
+use snapwal::testing::check::{Checker, Op, Report, Workload};
+use snapwal::testing::mutation::{self, Mutation};
+use snapwal::testing::sim::{Fault, FaultError, OpKind, SimFs};
+use snapwal::SyncPolicy;
+
+fn workload(sync: SyncPolicy) -> Workload {
+    Workload::new(sync)
+        .then(Op::Append(12))
+        .then(Op::Sync)
+        .then(Op::Append(12))
+        .then(Op::Checkpoint)
+        .then(Op::Append(10))
+        .then(Op::Sync)
+        .then(Op::Append(6))
+        .then(Op::Sync)
+}
+
+fn run(sync: SyncPolicy) -> Report {
+    // Every call of the crash-free run gets its fault (about 150 runs).
+    Checker::tally(workload(sync))
+        .faults(1_000)
+        .sample(20)
+        .random_images(1)
+        .run()
+}
+
+#[test]
+fn a_failed_fdatasync_drops_the_pages_like_linux() {
+    let fs = SimFs::new(3);
+    fs.create_dir_all(Path::new("/d")).unwrap();
+    fs.sync_dir(Path::new("/")).unwrap();
+    let f = fs.create_new(Path::new("/d/f")).unwrap();
+    fs.sync_dir(Path::new("/d")).unwrap();
+    f.write_all_at(b"lost", 0).unwrap();
+    fs.inject(Fault::on_op(OpKind::SyncData, FaultError::Eio));
+    assert!(f.sync_data().is_err(), "the fault is reported once");
+    f.sync_data().expect("a retried sync succeeds");
+    // Reads still see the bytes (page cache); the disk never got them.
+    assert_eq!(&*fs.read(Path::new("/d/f")).unwrap(), b"lost");
+    assert!(fs
+        .crash_all_kept()
+        .read(Path::new("/d/f"))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn faults_then_crashes_recover_what_was_acknowledged_and_catch_a_forgotten_failure() {
+    for sync in [SyncPolicy::Always, SyncPolicy::Never] {
+        let report = run(sync);
+        eprintln!("{sync:?}: {report}");
+        assert!(report.failures.is_empty(), "{report}");
+        assert!(report.fault_points > 50, "{report}");
+    }
+    mutation::set(Some(Mutation::FailedSyncForgotten));
+    let report = run(SyncPolicy::Always);
+    mutation::set(None);
+    eprintln!("FailedSyncForgotten: {report}");
+    let found = report
+        .failures
+        .first()
+        .expect("a store that forgets a failed fdatasync is caught");
+    assert!(found.what.contains("injected"), "{found}");
+}
