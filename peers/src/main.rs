@@ -137,6 +137,22 @@ fn durable_snapwal(dir: &Path, threads: usize, secs: f64, preallocate: bool) -> 
     r
 }
 
+/// The disk's own ceiling for one writer: a loop of 100-byte `pwrite` + `fdatasync`
+/// on a preallocated file, appends per second.
+fn fsync_ceiling(dir: &Path, secs: f64) -> f64 {
+    use snapwal::fs::{Fs, RealFs};
+    std::fs::create_dir_all(dir).unwrap();
+    let file = RealFs.create_new(&dir.join("ceiling")).unwrap();
+    file.allocate(64 << 20).unwrap();
+    let p = payload();
+    let offset = AtomicU64::new(0);
+    rate(1, secs, || {
+        let at = offset.fetch_add(p.len() as u64, Ordering::Relaxed);
+        file.write_all_at(&p, at).unwrap();
+        file.sync_data().unwrap();
+    })
+}
+
 fn durable_okaywal(dir: &Path, threads: usize, secs: f64) -> f64 {
     let wal = Configuration::default_for(dir)
         .open(OkTally::default())
@@ -289,8 +305,12 @@ fn main() {
         // Interleaved rounds, median of each: the disk is shared and its fsync latency
         // drifts, so no store gets a quiet moment the other did not.
         let (mut s, mut np, mut o) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ceiling = Vec::new();
         let secs = a.seconds / ROUNDS as f64;
         for r in 0..ROUNDS {
+            if threads == 1 {
+                ceiling.push(fsync_ceiling(&root.join(format!("c-{r}")), secs));
+            }
             s.push(durable_snapwal(
                 &root.join(format!("s{threads}-{r}")),
                 threads,
@@ -312,6 +332,14 @@ fn main() {
         let (s, np, o) = (median(s), median(np), median(o));
         eprintln!("  durable appends, {threads} threads: snapwal {s:.0}/s, okaywal {o:.0}/s");
         println!("{threads:<10}{s:>14.0}{o:>14.0}{:>17.2}x{np:>22.0}", s / o);
+        if !ceiling.is_empty() {
+            let c = median(ceiling);
+            println!(
+                "{:<10}{c:>14.0}  (the disk's pwrite + fdatasync loop; snapwal at {:.2}x of it)",
+                "ceiling",
+                s / c
+            );
+        }
     }
 
     println!();
