@@ -6,8 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use super::scratch::Scratch;
-use super::{Events, Inner, Store};
+use super::{Inner, Store};
 use crate::checkpoint::{CheckpointMode, CheckpointReport};
 use crate::error::{Error, Result};
 use crate::metrics::Timer;
@@ -76,7 +75,7 @@ impl<S: State> Store<S> {
         inner.wal.wait(Target::Room).await?;
         // From here to the end of `stage_async` there is no `.await`: the event is
         // either not staged or staged, applied and published.
-        let (version, bytes) = self.stage_async(events)?;
+        let (version, bytes) = inner.stage_events(events, |_| Ok(()))?;
         let last = version.seq;
         let written = inner.wal.write_nowait(last)?;
         match inner.options.sync {
@@ -172,30 +171,6 @@ impl<S: State> Store<S> {
             inner.wal.run_syncer()
         })
         .inspect_err(|_| wal.unclaim_syncer())
-    }
-
-    /// The writer section of an async append: encode, stage, apply, publish, with no
-    /// wait on the disk (the room was awaited before). Returns the version published.
-    /// Also returns the bytes staged (for the metrics).
-    fn stage_async(&self, events: &[S::Event]) -> Result<(Arc<crate::Versioned<S>>, u64)> {
-        let inner = &*self.inner;
-        let mut scratch = Scratch::take();
-        let staged = events
-            .iter()
-            .try_for_each(|e| scratch.encode(e))
-            .and_then(|()| scratch.decode::<S::Event>())
-            .and_then(|owned| {
-                let mut w = lock(&inner.writer);
-                let done = inner.publish_locked(&mut w, Events::Owned(owned), &scratch);
-                drop(w);
-                done
-            });
-        let bytes = scratch.frame_bytes();
-        scratch.put_back();
-        let (version, released) = staged?;
-        // Outside the writer section (see `append_batch`).
-        drop(released);
-        Ok((version, bytes))
     }
 }
 

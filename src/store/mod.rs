@@ -219,25 +219,9 @@ impl<S: State> Store<S> {
         if events.is_empty() {
             return Ok(inner.published.load().seq);
         }
-        let mut scratch = Scratch::take();
-        // Encode outside the writer section, into this thread's reused buffer.
-        let encoded = events
-            .iter()
-            .try_for_each(|e| scratch.encode(e))
-            .and_then(|()| scratch.decode::<S::Event>())
-            .and_then(|owned| {
-                // Back-pressure (I9): wait for room in the WAL's staging bound before
-                // the writer section, so no appender waits on the disk while holding it.
-                inner.wal.wait_for_room(scratch.frame_bytes())?;
-                let mut w = lock(&inner.writer);
-                let done = inner.publish_locked(&mut w, Events::Owned(owned), &scratch);
-                drop(w);
-                done
-            });
-        let bytes = scratch.frame_bytes();
-        scratch.put_back();
-        let (version, released) = encoded?;
-        drop(released);
+        // Back-pressure (I9): wait for room in the WAL's staging bound before the
+        // writer section, so no appender waits on the disk while holding it.
+        let (version, bytes) = inner.stage_events(events, |b| inner.wal.wait_for_room(b))?;
         let last = version.seq;
         // The version is dropped here, outside the writer section: if it was the last
         // reference to the previous state, freeing it costs no other appender anything.
@@ -500,6 +484,34 @@ impl<S: State> Inner<S> {
         w.spare = Some(old);
         w.missed = events.into_owned();
         Ok((Arc::clone(&w.current), released))
+    }
+
+    /// Encodes `events` into this thread's reused buffer (outside the writer
+    /// section), runs `before_lock` with their framed size, then logs, applies and
+    /// publishes them in the writer section. A version the writer let go of is dropped
+    /// after the section. Returns the version published and the bytes staged.
+    pub(crate) fn stage_events(
+        &self,
+        events: &[S::Event],
+        before_lock: impl FnOnce(u64) -> Result<()>,
+    ) -> Result<(Arc<Versioned<S>>, u64)> {
+        let mut scratch = Scratch::take();
+        let staged = events
+            .iter()
+            .try_for_each(|e| scratch.encode(e))
+            .and_then(|()| scratch.decode::<S::Event>())
+            .and_then(|owned| {
+                before_lock(scratch.frame_bytes())?;
+                let mut w = lock(&self.writer);
+                let done = self.publish_locked(&mut w, Events::Owned(owned), &scratch);
+                drop(w);
+                done
+            });
+        let bytes = scratch.frame_bytes();
+        scratch.put_back();
+        let (version, released) = staged?;
+        drop(released);
+        Ok((version, bytes))
     }
 
     /// Durability per the sync policy for `version`, just published; under `Always`

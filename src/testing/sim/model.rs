@@ -244,6 +244,28 @@ impl Inner {
         Ok(())
     }
 
+    /// The inode a no-replace rename of `from` to `to` moves: `from` must be a file
+    /// and `to` must not exist.
+    fn rename_source(&self, from: &Path, to: &Path) -> io::Result<u64> {
+        let ino = match self.node(from) {
+            Some((ino, Node::File(_))) => ino,
+            Some((_, Node::Dir)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the simulated file system does not rename directories",
+                ))
+            }
+            None => return Err(not_found(from)),
+        };
+        if self.visible.contains_key(to) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", to.display()),
+            ));
+        }
+        Ok(ino)
+    }
+
     pub(super) fn node(&self, p: &Path) -> Option<(u64, &Node)> {
         let ino = *self.visible.get(p)?;
         self.nodes.get(&ino).map(|n| (ino, n))
@@ -392,22 +414,7 @@ impl Fs for SimFs {
         let (from, to) = (norm(from)?, norm(to)?);
         let from_dir = g.parent_dir(&from)?;
         let to_dir = g.parent_dir(&to)?;
-        let ino = match g.node(&from) {
-            Some((ino, Node::File(_))) => ino,
-            Some((_, Node::Dir)) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "the simulated file system does not rename directories",
-                ))
-            }
-            None => return Err(not_found(&from)),
-        };
-        if g.visible.contains_key(&to) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} exists", to.display()),
-            ));
-        }
+        let ino = g.rename_source(&from, &to)?;
         g.visible.remove(&from);
         g.visible.insert(to.clone(), ino);
         if from_dir == to_dir {
@@ -626,22 +633,7 @@ impl SimFs {
         {
             let mut g = self.enter(OpKind::Rename, &from)?;
             let to_dir = g.parent_dir(&to)?;
-            let ino = match g.node(&from) {
-                Some((ino, Node::File(_))) => ino,
-                Some((_, Node::Dir)) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "the simulated file system does not rename directories",
-                    ))
-                }
-                None => return Err(not_found(&from)),
-            };
-            if g.visible.contains_key(&to) {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} exists", to.display()),
-                ));
-            }
+            let ino = g.rename_source(&from, &to)?;
             g.visible.insert(to.clone(), ino);
             g.dir_ops.push(DirOp {
                 dir: to_dir,
