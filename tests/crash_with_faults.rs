@@ -10,7 +10,7 @@ use std::path::Path;
 use snapwal::fs::Fs;
 use snapwal::testing::check::{Checker, Op, Report, Workload};
 use snapwal::testing::mutation::{self, Mutation};
-use snapwal::testing::sim::{Fault, FaultError, OpKind, SimFs};
+use snapwal::testing::sim::{Choices, Fault, FaultError, OpKind, SimFs};
 use snapwal::SyncPolicy;
 
 fn workload(sync: SyncPolicy) -> Workload {
@@ -71,4 +71,23 @@ fn faults_then_crashes_recover_what_was_acknowledged_and_catch_a_forgotten_failu
         .first()
         .expect("a store that forgets a failed fdatasync is caught");
     assert!(found.what.contains("injected"), "{found}");
+
+    // A crash-point failure prints a replay line, and replaying it fails the same way.
+    mutation::set(Some(Mutation::LyingSync));
+    let checker = Checker::tally(workload(SyncPolicy::Always)).sample(10);
+    let report = checker.run();
+    let replayed = report.failures.iter().find(|f| f.image.is_some()).map(|f| {
+        let point = f.crash_point.expect("a crash point");
+        (
+            f.to_string(),
+            checker.check_one(point, &Choices::Bits(f.bits.clone())),
+        )
+    });
+    mutation::set(None);
+    let (shown, again) = replayed.expect("a lying fdatasync is caught");
+    assert!(
+        shown.contains("replay: checker.seed(0x5eed).check_one("),
+        "{shown}"
+    );
+    assert!(again.is_err(), "the replay reproduces the failure: {shown}");
 }

@@ -95,7 +95,15 @@ impl fmt::Display for Failure {
                 if let Some(img) = &self.image {
                     write!(f, ", image {img}")?;
                 }
-                write!(f, ", {}: {}", Choices::Bits(self.bits.clone()), self.what)
+                write!(f, ", {}: {}", Choices::Bits(self.bits.clone()), self.what)?;
+                if self.image.is_some() && !self.what.contains(" injected at call ") {
+                    write!(
+                        f,
+                        "\n    replay: checker.seed({:#x}).check_one({n}, &Choices::Bits(vec!{:?}))",
+                        self.seed, self.bits
+                    )?;
+                }
+                Ok(())
             }
         }
     }
