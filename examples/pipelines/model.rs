@@ -154,11 +154,15 @@ impl BState {
     }
 }
 
-/// The baseline's own plain state stored in snapwal as it is (`snapwal (plain state)`):
-/// std collections, no structural sharing.
+/// The baseline's own plain state stored in snapwal as it is (`snapwal (plain)`): std
+/// collections, no structural sharing, the same events as [`Daemon`]. snapwal keeps
+/// its own seq beside the state, so `seq` stays 0 there.
 impl snapwal::State for BState {
-    type Event = StepDone;
-    fn apply(&mut self, e: &StepDone) {
-        BState::apply(self, e)
+    type Event = Event;
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Configure { history } => self.history = *history,
+            Event::Step(e) => BState::apply(self, e),
+        }
     }
 }
