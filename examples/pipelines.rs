@@ -32,13 +32,17 @@
 //!
 //! ```text
 //! cargo run --release --example pipelines -- [--pipelines N] [--history H] [--rate R]
-//!     [--seconds S] [--dir PATH] [--plot PATH] [--compare-n]
+//!     [--seconds S] [--dir PATH] [--plot PATH] [--compare-n] [--sched]
 //!     [--only imbl|plain|baseline[,...]]
 //! ```
 //!
 //! `--compare-n` adds runs of both snapwal states at 100 pipelines, to show that
 //! append latency does not grow with the size of the state. `--only snapwal` is
-//! `--only imbl`.
+//! `--only imbl`. `--sched` reads the writer thread's run-queue wait
+//! (`/proc/thread-self/schedstat`) around each append, outside the timed part, and
+//! reports the longest append during a checkpoint without the time the writer was
+//! runnable but had no CPU: on a busy machine that separates the writer's own work
+//! from preemption.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -122,6 +126,7 @@ struct Config {
     dir: Option<PathBuf>,
     plot: PathBuf,
     compare_n: bool,
+    sched: bool,
     only: Vec<Kind>,
     label: Option<String>,
     role: Role,
@@ -130,7 +135,7 @@ struct Config {
 fn usage() -> ! {
     eprintln!(
         "usage: pipelines [--pipelines N] [--history H] [--rate EVENTS_PER_S] [--seconds S]\n\
-         \x20                [--dir PATH] [--plot PATH] [--compare-n]\n\
+         \x20                [--dir PATH] [--plot PATH] [--compare-n] [--sched]\n\
          \x20                [--only imbl|plain|baseline[,...]]   (snapwal = imbl)"
     );
     std::process::exit(2)
@@ -145,6 +150,7 @@ fn parse_args() -> Config {
         dir: None,
         plot: PathBuf::from("pipelines.svg"),
         compare_n: false,
+        sched: false,
         only: Vec::new(),
         label: None,
         role: Role::Compare,
@@ -165,6 +171,7 @@ fn parse_args() -> Config {
             "--dir" => c.dir = Some(PathBuf::from(val())),
             "--plot" => c.plot = PathBuf::from(val()),
             "--compare-n" => c.compare_n = true,
+            "--sched" => c.sched = true,
             "--only" => {
                 for k in val().split(',') {
                     c.only.push(kind(k.to_string()));
@@ -341,6 +348,21 @@ struct Run {
     elapsed: Duration,
     /// Peak resident set of the process that ran it (`VmHWM`), bytes.
     peak_rss: u64,
+    /// With `--sched`: per event, the time the writer thread spent runnable but
+    /// waiting for a CPU during its append (from `/proc/thread-self/schedstat`).
+    waits: Vec<Duration>,
+}
+
+/// The writer thread's time spent waiting on a run queue so far: the second field of
+/// `/proc/thread-self/schedstat`, re-read from offset 0 of the file opened by that
+/// thread. `None` if it cannot be read.
+fn run_queue_wait(f: &File) -> Option<Duration> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 64];
+    let n = f.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(buf.get(..n)?).ok()?;
+    let ns = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 const BLOCKED: Duration = Duration::from_millis(1);
@@ -372,6 +394,12 @@ fn run(name: &str, target: Arc<dyn Target>, cfg: &Config, pipelines: u32, seed: 
         })
     };
 
+    let schedstat = if cfg.sched {
+        File::open("/proc/thread-self/schedstat").ok()
+    } else {
+        None
+    };
+    let mut waits = Vec::new();
     let mut gen = Gen(seed);
     let mut samples = Vec::with_capacity(total as usize);
     let mut max_lag = Duration::ZERO;
@@ -384,10 +412,14 @@ fn run(name: &str, target: Arc<dyn Target>, cfg: &Config, pipelines: u32, seed: 
         if now < due {
             thread::sleep(due - now);
         }
+        let w0 = schedstat.as_ref().and_then(run_queue_wait);
         let t0 = Instant::now();
         target.append(event);
         let t1 = Instant::now();
         samples.push((t0 - start, t1 - t0));
+        if let (Some(f), Some(w0)) = (&schedstat, w0) {
+            waits.push(run_queue_wait(f).unwrap_or(w0).saturating_sub(w0));
+        }
         max_lag = max_lag.max(t1.saturating_duration_since(due));
         if (t1 - start).as_secs() >= second {
             let mut last: Vec<Duration> = samples[since..].iter().map(|s| s.1).collect();
@@ -405,6 +437,9 @@ fn run(name: &str, target: Arc<dyn Target>, cfg: &Config, pipelines: u32, seed: 
     let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
     let checkpoints = checkpointer.join().unwrap_or_default();
+    if waits.len() != samples.len() {
+        waits.clear();
+    }
     Run {
         name: name.to_string(),
         samples,
@@ -412,6 +447,7 @@ fn run(name: &str, target: Arc<dyn Target>, cfg: &Config, pipelines: u32, seed: 
         max_lag,
         elapsed,
         peak_rss: 0,
+        waits,
     }
 }
 
@@ -624,7 +660,11 @@ fn child<T: DeserializeOwned>(
 ) -> Option<T> {
     let out = dir.join(format!("{}.json", role.join("-").replace([' ', '='], "_")));
     let exe = std::env::current_exe().ok()?;
-    let status = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    if cfg.sched {
+        cmd.arg("--sched");
+    }
+    let status = cmd
         .args(["--pipelines", &pipelines.to_string()])
         .args(["--history", &cfg.history.to_string()])
         .args(["--rate", &cfg.rate.to_string()])
@@ -683,6 +723,8 @@ struct Summary {
     max: Duration,
     /// The longest append that overlapped a checkpoint.
     max_in_cp: Duration,
+    /// With `--sched`: the same, less the time the writer waited for a CPU.
+    max_in_cp_on_cpu: Option<Duration>,
     cp_mean: Duration,
     cp_max: Duration,
     cp_n: usize,
@@ -699,23 +741,34 @@ fn summarize(r: &Run, state: Option<u64>) -> Summary {
     l.sort_unstable();
     let blocked: Vec<Duration> = l.iter().copied().filter(|d| *d > BLOCKED).collect();
     let cp: Vec<Duration> = r.checkpoints.iter().map(|c| c.1).collect();
+    let in_cp = |(t, d): &(Duration, Duration)| {
+        r.checkpoints
+            .iter()
+            .any(|(cs, cd)| *t <= *cs + *cd && *t + *d >= *cs)
+    };
     let max_in_cp = r
         .samples
         .iter()
-        .filter(|(t, d)| {
-            r.checkpoints
-                .iter()
-                .any(|(cs, cd)| *t <= *cs + *cd && *t + *d >= *cs)
-        })
+        .filter(|s| in_cp(s))
         .map(|s| s.1)
         .max()
         .unwrap_or_default();
+    let max_in_cp_on_cpu = (!r.waits.is_empty()).then(|| {
+        r.samples
+            .iter()
+            .zip(&r.waits)
+            .filter(|(s, _)| in_cp(s))
+            .map(|(s, w)| s.1.saturating_sub(*w))
+            .max()
+            .unwrap_or_default()
+    });
     Summary {
         p50: pct(&l, 0.5),
         p99: pct(&l, 0.99),
         p999: pct(&l, 0.999),
         max: l.last().copied().unwrap_or_default(),
         max_in_cp,
+        max_in_cp_on_cpu,
         cp_mean: if cp.is_empty() {
             Duration::ZERO
         } else {
@@ -753,12 +806,15 @@ enum Cell {
 
 type Row = (&'static str, fn(&Summary) -> Cell);
 
-const ROWS: [Row; 14] = [
+const ROWS: [Row; 15] = [
     ("append p50", |s| Cell::D(s.p50)),
     ("append p99", |s| Cell::D(s.p99)),
     ("append p99.9", |s| Cell::D(s.p999)),
     ("append max", |s| Cell::D(s.max)),
     ("append max during checkpoints", |s| Cell::D(s.max_in_cp)),
+    ("  less run-queue wait (--sched)", |s| {
+        Cell::Text(s.max_in_cp_on_cpu.map_or_else(|| "-".into(), fmt_d))
+    }),
     ("max lag behind schedule", |s| Cell::D(s.max_lag)),
     ("checkpoints", |s| Cell::N(s.cp_n)),
     ("checkpoint mean", |s| Cell::D(s.cp_mean)),
