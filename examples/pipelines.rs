@@ -837,7 +837,11 @@ fn print_table(runs: &[(&Run, Summary)]) {
         let _ = write!(head, "{:>17}", r.name);
     }
     println!("{head}");
+    let sched = runs.iter().any(|(_, s)| s.max_in_cp_on_cpu.is_some());
     for (label, f) in ROWS {
+        if label.ends_with("(--sched)") && !sched {
+            continue;
+        }
         let mut line = format!("{label:<31}");
         for (_, s) in runs {
             let text = match f(s) {
