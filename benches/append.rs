@@ -1,6 +1,7 @@
-//! Append costs: one event under `Never` (snapwal at 100 and 10k pipelines against
-//! the mutex baseline), durable appends under `Always` with 1, 2 and 8 threads, batch
-//! appends (per-event cost), and reads while a writer appends.
+//! Append costs: one event under `Never` (snapwal with the structurally shared and
+//! with the plain state, and the mutex baseline, each at 100 and 10k pipelines),
+//! durable appends under `Always` with 1, 2 and 8 threads, batch appends (per-event
+//! cost), and reads while a writer appends.
 
 mod common;
 
@@ -24,56 +25,59 @@ fn short<'a>(
     g
 }
 
+/// One `Store::append` of a pipelines event under `Never`, as criterion's routine.
+fn bench_store<S: snapwal::State<Event = Event>>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    store: Store<S>,
+    n: u32,
+) {
+    let mut gen = Gen(42);
+    let mut i = 0;
+    g.bench_function(label, |b| {
+        b.iter_batched(
+            || {
+                i += 1;
+                Event::Step(gen.event(n, i))
+            },
+            |e| store.append(&e).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    store.close().unwrap();
+}
+
+/// The three contenders of the demo at 100 and 10k pipelines of 100 steps each:
+/// snapwal with the structurally shared state (`imbl_*`), snapwal with the
+/// baseline's own plain state (`plain_*`), and the mutex baseline (`baseline_*`).
 fn append_never(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap();
     let mut g = short(c, "append_never");
     g.throughput(Throughput::Elements(1));
-    for (label, n) in [("snapwal_100", 100u32), ("snapwal_10k", 10_000)] {
-        let store = filled_store(&tmp.path().join(label), n, 100, never());
+    for (suffix, n) in [("100", 100u32), ("10k", 10_000)] {
+        let label = format!("imbl_{suffix}");
+        let store = filled_store(&tmp.path().join(&label), n, 100, never());
+        bench_store(&mut g, &label, store, n);
+
+        let label = format!("plain_{suffix}");
+        let store = filled_plain_store(&tmp.path().join(&label), n, 100, never());
+        bench_store(&mut g, &label, store, n);
+
+        let label = format!("baseline_{suffix}");
+        let base = Baseline::filled(&tmp.path().join(&label), n, 100);
         let mut gen = Gen(42);
         let mut i = 0;
-        g.bench_function(label, |b| {
-            b.iter_batched(
-                || {
-                    i += 1;
-                    Event::Step(gen.event(n, i))
-                },
-                |e| store.append(&e).unwrap(),
-                BatchSize::SmallInput,
-            )
-        });
-        store.close().unwrap();
-    }
-    // The baseline's own plain state, stored in snapwal.
-    for (label, n) in [("plain_100", 100u32), ("plain_10k", 10_000)] {
-        let store = filled_plain_store(&tmp.path().join(label), n, 100, never());
-        let mut gen = Gen(42);
-        let mut i = 0;
-        g.bench_function(label, |b| {
+        g.bench_function(&label, |b| {
             b.iter_batched(
                 || {
                     i += 1;
                     gen.event(n, i)
                 },
-                |e| store.append(&e).unwrap(),
+                |e| base.append(&e),
                 BatchSize::SmallInput,
             )
         });
-        store.close().unwrap();
     }
-    let base = Baseline::filled(&tmp.path().join("baseline"), 10_000, 100);
-    let mut gen = Gen(42);
-    let mut i = 0;
-    g.bench_function("baseline_10k", |b| {
-        b.iter_batched(
-            || {
-                i += 1;
-                gen.event(10_000, i)
-            },
-            |e| base.append(&e),
-            BatchSize::SmallInput,
-        )
-    });
     g.finish();
 }
 
@@ -216,21 +220,23 @@ fn main() {
     reads_under_load(&mut c);
     c.final_summary();
     println!();
-    print_ratio(
-        "append (Never) mutex baseline / snapwal at 10k pipelines",
-        ("append_never", "baseline_10k"),
-        ("append_never", "snapwal_10k"),
-    );
-    print_ratio(
-        "append (Never) mutex baseline / snapwal plain state at 10k pipelines",
-        ("append_never", "baseline_10k"),
-        ("append_never", "plain_10k"),
-    );
-    print_ratio(
-        "append (Never) snapwal 10k / 100 pipelines",
-        ("append_never", "snapwal_10k"),
-        ("append_never", "snapwal_100"),
-    );
+    // Issue 11 target: each snapwal state within 1.5x of the baseline's time at 10k.
+    for suffix in ["100", "10k"] {
+        for state in ["imbl", "plain"] {
+            print_ratio(
+                &format!("append (Never) snapwal {state} / mutex baseline at {suffix} pipelines"),
+                ("append_never", &format!("{state}_{suffix}")),
+                ("append_never", &format!("baseline_{suffix}")),
+            );
+        }
+    }
+    for who in ["imbl", "plain", "baseline"] {
+        print_ratio(
+            &format!("append (Never) {who} 10k / 100 pipelines"),
+            ("append_never", &format!("{who}_10k")),
+            ("append_never", &format!("{who}_100")),
+        );
+    }
     print_ratio(
         "durable append time per event, 1 thread / 8 threads",
         ("append_always", "threads_1"),

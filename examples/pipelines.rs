@@ -1,44 +1,121 @@
-//! A daemon with many pipelines, checkpointed every second: snapwal against the
-//! `Mutex<State>` + `Mutex<Wal>` design it replaces.
+//! A daemon with many pipelines, checkpointed every second: snapwal, with two kinds of
+//! state, against the `Mutex<State>` + `Mutex<Wal>` design it replaces.
 //!
 //! Each pipeline keeps the last `--history` step records (about 100 bytes each). An
 //! event loop appends step events at a fixed rate while a second thread checkpoints
-//! every second. The same workload runs twice, for `--seconds` each:
+//! every second. The same workload runs for `--seconds` on each contender:
 //!
-//! - **snapwal**: the state is structurally shared (`imbl::HashMap` of pipelines, each
-//!   an `imbl::Vector` of `Arc`'d records), so the store's per-append clone is O(1)
-//!   and the writer copies only the nodes it touches. `SyncPolicy::Never`, so the run
-//!   measures stalls, not `fdatasync`.
+//! - **snapwal (imbl)**: a structurally shared state (`imbl::HashMap` of pipelines,
+//!   each an `imbl::Vector` of `Arc`'d records): the writer copies only the nodes it
+//!   touches while a reader or a checkpoint holds an older version.
+//! - **snapwal (plain)**: the baseline's own state (`HashMap<u32, BPipeline>`, each a
+//!   `VecDeque` of records), stored in snapwal as it is. The writer applies each event
+//!   in place to one of two copies and replays it onto the other at the next append;
+//!   it clones the whole state only when a checkpoint still holds the spare copy.
 //! - **mutex baseline**: `Mutex<State>` + `Mutex<Wal>` over a plain file of JSON
 //!   lines. A checkpoint locks both, deep-clones the state, releases them, writes a
 //!   JSON snapshot with `sync_all`, then truncates by rewriting the WAL file (keeping
 //!   the records after the snapshot) under the WAL lock.
 //!
+//! snapwal runs under `SyncPolicy::Never`, so the run measures stalls, not `fdatasync`.
+//!
+//! Each contender runs in its own process (the example runs itself again with
+//! internal flags), so each one's peak RSS (`VmHWM`, read by that process at its end)
+//! is its own. The state's size in memory is measured the same way: a fresh process
+//! builds the state from the fill events, with no store, and reports how much its
+//! RSS grew. The baseline's state is the plain one.
+//!
 //! It prints a line per second to stderr, then a table (append latency percentiles,
-//! checkpoint durations, time the writer was blocked) and writes an SVG plot of append
-//! latency over time.
+//! the longest append during a checkpoint, checkpoint durations, time the writer was
+//! blocked, peak RSS), the issue's targets, and writes an SVG plot of append latency
+//! over time.
 //!
 //! ```text
 //! cargo run --release --example pipelines -- [--pipelines N] [--history H] [--rate R]
-//!     [--seconds S] [--dir PATH] [--plot PATH] [--compare-n] [--only snapwal|baseline]
+//!     [--seconds S] [--dir PATH] [--plot PATH] [--compare-n] [--sched]
+//!     [--only imbl|plain|baseline[,...]]
 //! ```
 //!
-//! `--compare-n` adds a snapwal run at 100 pipelines to show that append latency does
-//! not grow with the size of the state.
+//! `--compare-n` adds runs of both snapwal states at 100 pipelines, to show that
+//! append latency does not grow with the size of the state. `--only snapwal` is
+//! `--only imbl`. `--sched` reads the writer thread's run-queue wait
+//! (`/proc/thread-self/schedstat`) around each append, outside the timed part, and
+//! reports the longest append during a checkpoint without the time the writer was
+//! runnable but had no CPU: on a busy machine that separates the writer's own work
+//! from preemption.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use snapwal::{Options, Store, SyncPolicy};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use snapwal::{Options, State, Store, SyncPolicy};
 
 // ---------------------------------------------------------------------------------
 // Configuration
+
+/// A contender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Imbl,
+    Plain,
+    Baseline,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Imbl, Kind::Plain, Kind::Baseline];
+
+    fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "imbl" | "snapwal" => Some(Kind::Imbl),
+            "plain" => Some(Kind::Plain),
+            "baseline" => Some(Kind::Baseline),
+            _ => None,
+        }
+    }
+
+    /// The name on the command line.
+    fn arg(self) -> &'static str {
+        match self {
+            Kind::Imbl => "imbl",
+            Kind::Plain => "plain",
+            Kind::Baseline => "baseline",
+        }
+    }
+
+    /// The name in the table.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Imbl => "snapwal (imbl)",
+            Kind::Plain => "snapwal (plain)",
+            Kind::Baseline => "mutex baseline",
+        }
+    }
+}
+
+/// What this process does: the whole comparison, or one part of it for the process
+/// that runs the comparison (the internal flags `--run`, `--measure`, `--emit`).
+#[derive(Debug, Clone)]
+enum Role {
+    Compare,
+    /// Run one contender and write its [`Run`] as JSON to `emit`.
+    Run {
+        kind: Kind,
+        emit: PathBuf,
+    },
+    /// Build the contender's state with no store and write the RSS growth to `emit`.
+    Measure {
+        kind: Kind,
+        emit: PathBuf,
+    },
+}
 
 #[derive(Debug, Clone)]
 struct Config {
@@ -49,13 +126,17 @@ struct Config {
     dir: Option<PathBuf>,
     plot: PathBuf,
     compare_n: bool,
-    only: Option<String>,
+    sched: bool,
+    only: Vec<Kind>,
+    label: Option<String>,
+    role: Role,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: pipelines [--pipelines N] [--history H] [--rate EVENTS_PER_S] [--seconds S]\n\
-         \x20                [--dir PATH] [--plot PATH] [--compare-n] [--only snapwal|baseline]"
+         \x20                [--dir PATH] [--plot PATH] [--compare-n] [--sched]\n\
+         \x20                [--only imbl|plain|baseline[,...]]   (snapwal = imbl)"
     );
     std::process::exit(2)
 }
@@ -69,8 +150,13 @@ fn parse_args() -> Config {
         dir: None,
         plot: PathBuf::from("pipelines.svg"),
         compare_n: false,
-        only: None,
+        sched: false,
+        only: Vec::new(),
+        label: None,
+        role: Role::Compare,
     };
+    let (mut run, mut measure, mut emit) = (None, None, None);
+    let kind = |s: String| Kind::parse(&s).unwrap_or_else(|| usage());
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage());
@@ -85,11 +171,27 @@ fn parse_args() -> Config {
             "--dir" => c.dir = Some(PathBuf::from(val())),
             "--plot" => c.plot = PathBuf::from(val()),
             "--compare-n" => c.compare_n = true,
-            "--only" => c.only = Some(val()),
+            "--sched" => c.sched = true,
+            "--only" => {
+                for k in val().split(',') {
+                    c.only.push(kind(k.to_string()));
+                }
+            }
+            // Internal: one part of the comparison, in its own process.
+            "--run" => run = Some(kind(val())),
+            "--measure" => measure = Some(kind(val())),
+            "--emit" => emit = Some(PathBuf::from(val())),
+            "--label" => c.label = Some(val()),
             "-h" | "--help" => usage(),
             _ => usage(),
         }
     }
+    c.role = match (run, measure, emit) {
+        (None, None, None) => Role::Compare,
+        (Some(kind), None, Some(emit)) => Role::Run { kind, emit },
+        (None, Some(kind), Some(emit)) => Role::Measure { kind, emit },
+        _ => usage(),
+    };
     if c.pipelines == 0 || c.history == 0 || c.rate == 0 || c.seconds == 0 {
         usage();
     }
@@ -99,6 +201,9 @@ fn parse_args() -> Config {
 #[path = "pipelines/model.rs"]
 mod model;
 use model::*;
+
+// ---------------------------------------------------------------------------------
+// The mutex baseline.
 
 struct BWal {
     file: File,
@@ -195,7 +300,7 @@ trait Target: Send + Sync {
     fn checkpoint(&self) -> Duration;
 }
 
-impl Target for Store<Daemon> {
+impl<S: State<Event = Event>> Target for Store<S> {
     fn append(&self, e: StepDone) {
         if let Err(err) = Store::append(self, &Event::Step(e)) {
             eprintln!("append failed: {err}");
@@ -230,7 +335,8 @@ impl Target for Baseline {
     }
 }
 
-/// What one run measured.
+/// What one run measured (written as JSON by the process that ran it).
+#[derive(Serialize, Deserialize)]
 struct Run {
     name: String,
     /// (time since start, append latency) per event.
@@ -240,6 +346,23 @@ struct Run {
     /// Longest time an event was appended after its scheduled time.
     max_lag: Duration,
     elapsed: Duration,
+    /// Peak resident set of the process that ran it (`VmHWM`), bytes.
+    peak_rss: u64,
+    /// With `--sched`: per event, the time the writer thread spent runnable but
+    /// waiting for a CPU during its append (from `/proc/thread-self/schedstat`).
+    waits: Vec<Duration>,
+}
+
+/// The writer thread's time spent waiting on a run queue so far: the second field of
+/// `/proc/thread-self/schedstat`, re-read from offset 0 of the file opened by that
+/// thread. `None` if it cannot be read.
+fn run_queue_wait(f: &File) -> Option<Duration> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 64];
+    let n = f.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(buf.get(..n)?).ok()?;
+    let ns = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 const BLOCKED: Duration = Duration::from_millis(1);
@@ -271,6 +394,12 @@ fn run(name: &str, target: Arc<dyn Target>, cfg: &Config, pipelines: u32, seed: 
         })
     };
 
+    let schedstat = if cfg.sched {
+        File::open("/proc/thread-self/schedstat").ok()
+    } else {
+        None
+    };
+    let mut waits = Vec::new();
     let mut gen = Gen(seed);
     let mut samples = Vec::with_capacity(total as usize);
     let mut max_lag = Duration::ZERO;
@@ -283,10 +412,14 @@ fn run(name: &str, target: Arc<dyn Target>, cfg: &Config, pipelines: u32, seed: 
         if now < due {
             thread::sleep(due - now);
         }
+        let w0 = schedstat.as_ref().and_then(run_queue_wait);
         let t0 = Instant::now();
         target.append(event);
         let t1 = Instant::now();
         samples.push((t0 - start, t1 - t0));
+        if let (Some(f), Some(w0)) = (&schedstat, w0) {
+            waits.push(run_queue_wait(f).unwrap_or(w0).saturating_sub(w0));
+        }
         max_lag = max_lag.max(t1.saturating_duration_since(due));
         if (t1 - start).as_secs() >= second {
             let mut last: Vec<Duration> = samples[since..].iter().map(|s| s.1).collect();
@@ -304,51 +437,79 @@ fn run(name: &str, target: Arc<dyn Target>, cfg: &Config, pipelines: u32, seed: 
     let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
     let checkpoints = checkpointer.join().unwrap_or_default();
+    if waits.len() != samples.len() {
+        waits.clear();
+    }
     Run {
         name: name.to_string(),
         samples,
         checkpoints,
         max_lag,
         elapsed,
+        peak_rss: 0,
+        waits,
     }
 }
 
 // ---------------------------------------------------------------------------------
-// Setup of each store with the initial state.
+// Setup of each store with the initial state: the same events for all of them.
 
-fn fill_snapwal(dir: &Path, cfg: &Config, pipelines: u32) -> Store<Daemon> {
+/// The fill: `history` steps for each pipeline, in order.
+fn fill_events(cfg: &Config, pipelines: u32) -> impl Iterator<Item = StepDone> {
+    let history = cfg.history;
+    let mut gen = Gen(7);
+    let mut n = 0;
+    (0..pipelines).flat_map(move |p| {
+        (0..history)
+            .map(|_| {
+                n += 1;
+                StepDone {
+                    pipeline: p,
+                    step: gen.step(n),
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+}
+
+fn fill_snapwal<S: State<Event = Event>>(
+    dir: &Path,
+    cfg: &Config,
+    pipelines: u32,
+    name: &str,
+) -> Store<S> {
     let t = Instant::now();
     let opts = Options::default().sync(SyncPolicy::Never);
-    let store = Store::<Daemon>::open(dir, opts).unwrap_or_else(|e| {
+    let store = Store::<S>::open(dir, opts).unwrap_or_else(|e| {
         eprintln!("open failed: {e}");
         std::process::exit(1)
     });
-    let mut gen = Gen(7);
     let mut batch = Vec::with_capacity(cfg.history + 1);
     batch.push(Event::Configure {
         history: cfg.history,
     });
     let mut n = 0;
-    for p in 0..pipelines {
-        for _ in 0..cfg.history {
-            n += 1;
-            batch.push(Event::Step(StepDone {
-                pipeline: p,
-                step: gen.step(n),
-            }));
+    for e in fill_events(cfg, pipelines) {
+        n += 1;
+        batch.push(Event::Step(e));
+        if batch.len() > cfg.history {
+            if let Err(e) = store.append_batch(&batch) {
+                eprintln!("fill failed: {e}");
+                std::process::exit(1);
+            }
+            batch.clear();
         }
-        if let Err(e) = store.append_batch(&batch) {
-            eprintln!("fill failed: {e}");
-            std::process::exit(1);
-        }
-        batch.clear();
+    }
+    if let Err(e) = store.append_batch(&batch) {
+        eprintln!("fill failed: {e}");
+        std::process::exit(1);
     }
     let rep = store.checkpoint().unwrap_or_else(|e| {
         eprintln!("checkpoint failed: {e}");
         std::process::exit(1)
     });
     eprintln!(
-        "  [snapwal] filled {} pipelines x {} steps ({} records, snapshot {:.1} MB) in {:.1} s",
+        "  [{name}] filled {} pipelines x {} steps ({} records, snapshot {:.1} MB) in {:.1} s",
         pipelines,
         cfg.history,
         n,
@@ -358,7 +519,7 @@ fn fill_snapwal(dir: &Path, cfg: &Config, pipelines: u32) -> Store<Daemon> {
     store
 }
 
-fn fill_baseline(dir: &Path, cfg: &Config, pipelines: u32) -> Baseline {
+fn fill_baseline(dir: &Path, cfg: &Config, pipelines: u32, name: &str) -> Baseline {
     let t = Instant::now();
     let b = Baseline::open(dir, cfg.history).unwrap_or_else(|e| {
         eprintln!("open failed: {e}");
@@ -366,19 +527,10 @@ fn fill_baseline(dir: &Path, cfg: &Config, pipelines: u32) -> Baseline {
     });
     {
         let mut st = b.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut gen = Gen(7);
-        let mut n = 0;
-        for p in 0..pipelines {
-            for _ in 0..cfg.history {
-                n += 1;
-                let e = StepDone {
-                    pipeline: p,
-                    step: gen.step(n),
-                };
-                st.apply(&e);
-            }
+        for e in fill_events(cfg, pipelines) {
+            st.seq += 1;
+            st.apply(&e);
         }
-        st.seq = n;
     }
     if let Err(e) = b.checkpoint() {
         eprintln!("checkpoint failed: {e}");
@@ -386,13 +538,154 @@ fn fill_baseline(dir: &Path, cfg: &Config, pipelines: u32) -> Baseline {
     }
     let size = std::fs::metadata(dir.join("snapshot.json")).map_or(0, |m| m.len());
     eprintln!(
-        "  [baseline] filled {} pipelines x {} steps (snapshot {:.1} MB) in {:.1} s",
+        "  [{name}] filled {} pipelines x {} steps (snapshot {:.1} MB) in {:.1} s",
         pipelines,
         cfg.history,
         size as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
     b
+}
+
+/// A field of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`); 0 where there is none.
+fn proc_status(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Writes `value` as JSON to `path`, or exits.
+fn emit<T: Serialize>(path: &Path, value: &T) {
+    let written = File::create(path)
+        .map_err(serde_json::Error::io)
+        .and_then(|f| {
+            let mut w = BufWriter::new(f);
+            serde_json::to_writer(&mut w, value)?;
+            w.flush().map_err(serde_json::Error::io)
+        });
+    if let Err(e) = written {
+        eprintln!("cannot write {}: {e}", path.display());
+        std::process::exit(1);
+    }
+}
+
+/// `--run`: one contender in this process.
+fn run_one(kind: Kind, cfg: &Config, out: &Path) {
+    let base = temp_dir(cfg);
+    let dir = base.path().join(kind.arg());
+    let name = cfg.label.as_deref().unwrap_or(kind.name());
+    let mut r = match kind {
+        Kind::Imbl => run_store(
+            fill_snapwal::<Daemon>(&dir, cfg, cfg.pipelines, name),
+            cfg,
+            name,
+        ),
+        Kind::Plain => run_store(
+            fill_snapwal::<BState>(&dir, cfg, cfg.pipelines, name),
+            cfg,
+            name,
+        ),
+        Kind::Baseline => {
+            let b = fill_baseline(&dir, cfg, cfg.pipelines, name);
+            run(name, Arc::new(b), cfg, cfg.pipelines, 42)
+        }
+    };
+    r.peak_rss = proc_status("VmHWM");
+    emit(out, &r);
+}
+
+fn run_store<S: State<Event = Event>>(store: Store<S>, cfg: &Config, name: &str) -> Run {
+    let store = Arc::new(store);
+    let r = run(name, store.clone(), cfg, cfg.pipelines, 42);
+    if let Ok(store) = Arc::try_unwrap(store) {
+        let t = Instant::now();
+        if let Err(e) = store.close() {
+            eprintln!("close failed: {e}");
+        }
+        eprintln!("  [{name}] close() took {}", fmt_d(t.elapsed()));
+    }
+    r
+}
+
+/// `--measure`: the RSS growth of building the contender's state from the fill
+/// events, with no store.
+fn measure_one(kind: Kind, cfg: &Config, out: &Path) {
+    fn build<S: State<Event = Event>>(cfg: &Config) -> u64 {
+        let before = proc_status("VmRSS");
+        let mut state = S::default();
+        state.apply(&Event::Configure {
+            history: cfg.history,
+        });
+        for e in fill_events(cfg, cfg.pipelines) {
+            state.apply(&Event::Step(e));
+        }
+        let grown = proc_status("VmRSS").saturating_sub(before);
+        drop(std::hint::black_box(state));
+        grown
+    }
+    let bytes = match kind {
+        Kind::Imbl => build::<Daemon>(cfg),
+        Kind::Plain | Kind::Baseline => build::<BState>(cfg),
+    };
+    emit(out, &bytes);
+}
+
+fn temp_dir(cfg: &Config) -> tempfile::TempDir {
+    match &cfg.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).unwrap_or_else(|e| {
+                eprintln!("cannot create {}: {e}", d.display());
+                std::process::exit(1)
+            });
+            tempfile::Builder::new().prefix("pipelines-").tempdir_in(d)
+        }
+        None => tempfile::Builder::new().prefix("pipelines-").tempdir(),
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("cannot create a temporary directory: {e}");
+        std::process::exit(1)
+    })
+}
+
+/// Runs this example again with `role` (plus the workload's flags) and reads what it
+/// wrote; `None` (with a message) if it failed.
+fn child<T: DeserializeOwned>(
+    cfg: &Config,
+    dir: &Path,
+    role: &[&str],
+    pipelines: u32,
+) -> Option<T> {
+    let out = dir.join(format!("{}.json", role.join("-").replace([' ', '='], "_")));
+    let exe = std::env::current_exe().ok()?;
+    let mut cmd = Command::new(exe);
+    if cfg.sched {
+        cmd.arg("--sched");
+    }
+    let status = cmd
+        .args(["--pipelines", &pipelines.to_string()])
+        .args(["--history", &cfg.history.to_string()])
+        .args(["--rate", &cfg.rate.to_string()])
+        .args(["--seconds", &cfg.seconds.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .args(role)
+        .arg("--emit")
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        other => {
+            eprintln!("  [{}] failed: {other:?}", role.join(" "));
+            return None;
+        }
+    }
+    let bytes = std::fs::read(&out).ok()?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| eprintln!("cannot read {}: {e}", out.display()))
+        .ok()
 }
 
 // ---------------------------------------------------------------------------------
@@ -419,29 +712,63 @@ fn fmt_d(d: Duration) -> String {
     }
 }
 
+fn fmt_mb(bytes: u64) -> String {
+    format!("{:.0} MB", bytes as f64 / 1e6)
+}
+
 struct Summary {
     p50: Duration,
     p99: Duration,
     p999: Duration,
     max: Duration,
+    /// The longest append that overlapped a checkpoint.
+    max_in_cp: Duration,
+    /// With `--sched`: the same, less the time the writer waited for a CPU.
+    max_in_cp_on_cpu: Option<Duration>,
     cp_mean: Duration,
     cp_max: Duration,
     cp_n: usize,
     blocked: Duration,
     blocked_n: usize,
     max_lag: Duration,
+    peak_rss: u64,
+    /// The state's size in memory, where measured.
+    state: Option<u64>,
 }
 
-fn summarize(r: &Run) -> Summary {
+fn summarize(r: &Run, state: Option<u64>) -> Summary {
     let mut l: Vec<Duration> = r.samples.iter().map(|s| s.1).collect();
     l.sort_unstable();
     let blocked: Vec<Duration> = l.iter().copied().filter(|d| *d > BLOCKED).collect();
     let cp: Vec<Duration> = r.checkpoints.iter().map(|c| c.1).collect();
+    let in_cp = |(t, d): &(Duration, Duration)| {
+        r.checkpoints
+            .iter()
+            .any(|(cs, cd)| *t <= *cs + *cd && *t + *d >= *cs)
+    };
+    let max_in_cp = r
+        .samples
+        .iter()
+        .filter(|s| in_cp(s))
+        .map(|s| s.1)
+        .max()
+        .unwrap_or_default();
+    let max_in_cp_on_cpu = (!r.waits.is_empty()).then(|| {
+        r.samples
+            .iter()
+            .zip(&r.waits)
+            .filter(|(s, _)| in_cp(s))
+            .map(|(s, w)| s.1.saturating_sub(*w))
+            .max()
+            .unwrap_or_default()
+    });
     Summary {
         p50: pct(&l, 0.5),
         p99: pct(&l, 0.99),
         p999: pct(&l, 0.999),
         max: l.last().copied().unwrap_or_default(),
+        max_in_cp,
+        max_in_cp_on_cpu,
         cp_mean: if cp.is_empty() {
             Duration::ZERO
         } else {
@@ -452,60 +779,140 @@ fn summarize(r: &Run) -> Summary {
         blocked: blocked.iter().sum(),
         blocked_n: blocked.len(),
         max_lag: r.max_lag,
+        peak_rss: r.peak_rss,
+        state,
     }
 }
 
-fn ratio(a: Duration, b: Duration) -> String {
-    if b.is_zero() {
-        return "-".into();
+/// A ratio with about three significant digits.
+fn fmt_x(r: f64) -> String {
+    match r {
+        r if r < 10.0 => format!("{r:.2}x"),
+        r if r < 100.0 => format!("{r:.1}x"),
+        r => format!("{r:.0}x"),
     }
-    format!("{:.1}x", a.as_secs_f64() / b.as_secs_f64())
 }
 
-/// A table cell: a duration (with a ratio column) or a count.
+fn ratio_f(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+/// A table cell.
 enum Cell {
     D(Duration),
     N(usize),
+    Text(String),
 }
 
 type Row = (&'static str, fn(&Summary) -> Cell);
 
-const ROWS: [Row; 10] = [
+const ROWS: [Row; 15] = [
     ("append p50", |s| Cell::D(s.p50)),
     ("append p99", |s| Cell::D(s.p99)),
     ("append p99.9", |s| Cell::D(s.p999)),
     ("append max", |s| Cell::D(s.max)),
+    ("append max during checkpoints", |s| Cell::D(s.max_in_cp)),
+    ("  less run-queue wait (--sched)", |s| {
+        Cell::Text(s.max_in_cp_on_cpu.map_or_else(|| "-".into(), fmt_d))
+    }),
     ("max lag behind schedule", |s| Cell::D(s.max_lag)),
     ("checkpoints", |s| Cell::N(s.cp_n)),
     ("checkpoint mean", |s| Cell::D(s.cp_mean)),
     ("checkpoint max", |s| Cell::D(s.cp_max)),
     ("appends > 1 ms", |s| Cell::N(s.blocked_n)),
     ("writer blocked (sum > 1 ms)", |s| Cell::D(s.blocked)),
+    ("peak RSS", |s| Cell::Text(fmt_mb(s.peak_rss))),
+    ("state in memory", |s| {
+        Cell::Text(s.state.map_or_else(|| "-".into(), fmt_mb))
+    }),
+    ("peak RSS / state", |s| {
+        let r = s.state.and_then(|st| ratio_f(s.peak_rss as f64, st as f64));
+        Cell::Text(r.map_or_else(|| "-".into(), fmt_x))
+    }),
 ];
 
-fn print_table(runs: &[(&Run, Summary)], base: Option<usize>, snap: Option<usize>) {
-    let mut head = format!("{:<30}", "");
+fn print_table(runs: &[(&Run, Summary)]) {
+    let mut head = format!("{:<31}", "");
     for (r, _) in runs {
-        let _ = write!(head, "{:>16}", r.name);
-    }
-    let both = base.zip(snap);
-    if both.is_some() {
-        let _ = write!(head, "{:>18}", "baseline/snapwal");
+        let _ = write!(head, "{:>17}", r.name);
     }
     println!("{head}");
+    let sched = runs.iter().any(|(_, s)| s.max_in_cp_on_cpu.is_some());
     for (label, f) in ROWS {
-        let mut line = format!("{label:<30}");
+        if label.ends_with("(--sched)") && !sched {
+            continue;
+        }
+        let mut line = format!("{label:<31}");
         for (_, s) in runs {
             let text = match f(s) {
                 Cell::D(d) => fmt_d(d),
                 Cell::N(n) => n.to_string(),
+                Cell::Text(t) => t,
             };
-            let _ = write!(line, "{text:>16}");
+            let _ = write!(line, "{text:>17}");
         }
-        if let Some((b, s)) = both {
-            if let (Cell::D(x), Cell::D(y)) = (f(&runs[b].1), f(&runs[s].1)) {
-                let _ = write!(line, "{:>18}", ratio(x, y));
-            }
+        println!("{line}");
+    }
+}
+
+/// The issue's targets, for each snapwal state that ran: the measured ratio, the
+/// target and whether it is met.
+fn print_targets(runs: &[(&Run, Summary)], kinds: &[(Kind, usize)], small: &[(Kind, usize)]) {
+    let find =
+        |k: Kind, of: &[(Kind, usize)]| of.iter().find(|(x, _)| *x == k).map(|x| &runs[x.1].1);
+    let base = find(Kind::Baseline, kinds);
+    let states = [Kind::Imbl, Kind::Plain];
+    let mut head = format!("{:<50}", "targets");
+    for k in states {
+        let _ = write!(head, "{:>17}", k.name());
+    }
+    println!("{head}");
+    type Measure<'a> = Box<dyn Fn(Kind, &Summary) -> Option<(f64, bool)> + 'a>;
+    let lines: [(&str, Measure); 5] = [
+        (
+            "append p50 / baseline's (<= 1.3x)",
+            Box::new(|_, s| {
+                let r = ratio_f(s.p50.as_secs_f64(), base?.p50.as_secs_f64())?;
+                Some((r, r <= 1.3))
+            }),
+        ),
+        (
+            "append p99.9 / baseline's (<= 1.0x)",
+            Box::new(|_, s| {
+                let r = ratio_f(s.p999.as_secs_f64(), base?.p999.as_secs_f64())?;
+                Some((r, r <= 1.0))
+            }),
+        ),
+        (
+            "baseline's / max during checkpoints (>= 100x)",
+            Box::new(|_, s| {
+                let r = ratio_f(base?.max_in_cp.as_secs_f64(), s.max_in_cp.as_secs_f64())?;
+                Some((r, r >= 100.0))
+            }),
+        ),
+        (
+            "p99.9 at this N / at N=100 (<= 1.3x, --compare-n)",
+            Box::new(|k, s| {
+                let r = ratio_f(s.p999.as_secs_f64(), find(k, small)?.p999.as_secs_f64())?;
+                Some((r, r <= 1.3))
+            }),
+        ),
+        (
+            "peak RSS / state (<= 1.5x imbl, <= 3x plain)",
+            Box::new(|k, s| {
+                let r = ratio_f(s.peak_rss as f64, s.state? as f64)?;
+                Some((r, r <= if k == Kind::Imbl { 1.5 } else { 3.0 }))
+            }),
+        ),
+    ];
+    for (label, m) in &lines {
+        let mut line = format!("{label:<50}");
+        for k in states {
+            let cell = find(k, kinds).and_then(|s| m(k, s)).map_or_else(
+                || "-".to_string(),
+                |(r, ok)| format!("{r:.2}x {}", if ok { "met" } else { "MISSED" }),
+            );
+            let _ = write!(line, "{cell:>17}");
         }
         println!("{line}");
     }
@@ -526,7 +933,7 @@ fn write_svg(path: &Path, runs: &[&Run], seconds: u64) -> std::io::Result<()> {
         let v = d.max(1e-6).log10().clamp(lo, hi);
         T + (H - T - B) * (1.0 - (v - lo) / (hi - lo))
     };
-    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"];
+    let colors = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e"];
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -614,104 +1021,82 @@ fn write_svg(path: &Path, runs: &[&Run], seconds: u64) -> std::io::Result<()> {
 
 fn main() {
     let cfg = parse_args();
-    let base_dir = match &cfg.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).unwrap_or_else(|e| {
-                eprintln!("cannot create {}: {e}", d.display());
-                std::process::exit(1)
-            });
-            tempfile::Builder::new().prefix("pipelines-").tempdir_in(d)
-        }
-        None => tempfile::Builder::new().prefix("pipelines-").tempdir(),
+    match &cfg.role {
+        Role::Run { kind, emit } => return run_one(*kind, &cfg, emit),
+        Role::Measure { kind, emit } => return measure_one(*kind, &cfg, emit),
+        Role::Compare => {}
     }
-    .unwrap_or_else(|e| {
-        eprintln!("cannot create a temporary directory: {e}");
-        std::process::exit(1)
-    });
+    let base_dir = temp_dir(&cfg);
+    let dir = base_dir.path();
     eprintln!(
         "pipelines: {} pipelines x {} steps, {} events/s for {} s, checkpoint every 1 s",
         cfg.pipelines, cfg.history, cfg.rate, cfg.seconds
     );
+    let wanted: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| cfg.only.is_empty() || cfg.only.contains(k))
+        .collect();
 
-    let want = |n: &str| cfg.only.as_deref().is_none_or(|o| o == n);
-    let mut runs: Vec<Run> = Vec::new();
-    let (mut snap_i, mut base_i) = (None, None);
-
-    if want("snapwal") {
-        let store = Arc::new(fill_snapwal(
-            &base_dir.path().join("snapwal"),
-            &cfg,
-            cfg.pipelines,
-        ));
-        let r = run("snapwal", store.clone(), &cfg, cfg.pipelines, 42);
-        if let Ok(store) = Arc::try_unwrap(store) {
-            let t = Instant::now();
-            if let Err(e) = store.close() {
-                eprintln!("close failed: {e}");
+    // The state's size in memory: the plain one is also the baseline's.
+    let mut sizes: Vec<(Kind, u64)> = Vec::new();
+    for k in [Kind::Imbl, Kind::Plain] {
+        let needed = wanted
+            .iter()
+            .any(|w| *w == k || (k == Kind::Plain && *w == Kind::Baseline));
+        if needed {
+            if let Some(b) = child::<u64>(&cfg, dir, &["--measure", k.arg()], cfg.pipelines) {
+                eprintln!("  [{}] state in memory: {}", k.name(), fmt_mb(b));
+                sizes.push((k, b));
             }
-            eprintln!("  [snapwal] close() took {}", fmt_d(t.elapsed()));
         }
-        snap_i = Some(runs.len());
-        runs.push(r);
     }
-    if want("baseline") {
-        let b = Arc::new(fill_baseline(
-            &base_dir.path().join("baseline"),
-            &cfg,
-            cfg.pipelines,
-        ));
-        let r = run("mutex baseline", b, &cfg, cfg.pipelines, 42);
-        base_i = Some(runs.len());
-        runs.push(r);
+    let size_of = |k: Kind| {
+        let k = if k == Kind::Baseline { Kind::Plain } else { k };
+        sizes.iter().find(|s| s.0 == k).map(|s| s.1)
+    };
+
+    let mut runs: Vec<(Run, Option<u64>)> = Vec::new();
+    let mut kinds: Vec<(Kind, usize)> = Vec::new();
+    for k in &wanted {
+        if let Some(r) = child::<Run>(&cfg, dir, &["--run", k.arg()], cfg.pipelines) {
+            kinds.push((*k, runs.len()));
+            runs.push((r, size_of(*k)));
+        }
     }
-    let mut small_i = None;
-    if cfg.compare_n && want("snapwal") {
+    let mut small: Vec<(Kind, usize)> = Vec::new();
+    if cfg.compare_n {
         let n = 100;
-        let store = Arc::new(fill_snapwal(
-            &base_dir.path().join("snapwal-small"),
-            &cfg,
-            n,
-        ));
-        let mut r = run("snapwal N=100", store.clone(), &cfg, n, 42);
-        r.name = format!("snapwal N={n}");
-        if let Ok(store) = Arc::try_unwrap(store) {
-            let _ = store.close();
+        for k in wanted.iter().filter(|k| **k != Kind::Baseline) {
+            let label = format!("{} N={n}", k.arg());
+            let role = ["--run", k.arg(), "--label", &label];
+            if let Some(r) = child::<Run>(&cfg, dir, &role, n) {
+                small.push((*k, runs.len()));
+                runs.push((r, None));
+            }
         }
-        small_i = Some(runs.len());
-        runs.push(r);
+    }
+    if runs.is_empty() {
+        std::process::exit(1);
     }
 
-    let summaries: Vec<(&Run, Summary)> = runs.iter().map(|r| (r, summarize(r))).collect();
+    let summaries: Vec<(&Run, Summary)> = runs
+        .iter()
+        .map(|(r, state)| (r, summarize(r, *state)))
+        .collect();
     println!();
     println!(
         "{} pipelines x {} steps, {} events/s for {} s, checkpoint every 1 s (blocked = appends over 1 ms)",
         cfg.pipelines, cfg.history, cfg.rate, cfg.seconds
     );
-    print_table(&summaries, base_i, snap_i);
-    if let (Some(s), Some(b)) = (snap_i, base_i) {
-        let (ss, bs) = (&summaries[s].1, &summaries[b].1);
-        println!();
-        println!(
-            "writer max append latency: baseline/snapwal = {} (target >= 20x)",
-            ratio(bs.max, ss.max)
-        );
-    }
-    if let (Some(s), Some(m)) = (snap_i, small_i) {
-        let (big, small) = (&summaries[s].1, &summaries[m].1);
-        println!(
-            "snapwal p99.9 at N={} vs N=100: {} vs {} = {} (target within 1.5x)",
-            cfg.pipelines,
-            fmt_d(big.p999),
-            fmt_d(small.p999),
-            ratio(big.p999, small.p999)
-        );
-    }
-    for r in &runs {
+    print_table(&summaries);
+    println!();
+    print_targets(&summaries, &kinds, &small);
+    for (r, _) in &runs {
         let elapsed = r.elapsed.as_secs_f64();
         let rate = r.samples.len() as f64 / elapsed;
         eprintln!("  [{}] achieved {rate:.0} events/s", r.name);
     }
-    let refs: Vec<&Run> = runs.iter().collect();
+    let refs: Vec<&Run> = runs.iter().map(|r| &r.0).collect();
     match write_svg(&cfg.plot, &refs, cfg.seconds) {
         Ok(()) => println!("plot: {}", cfg.plot.display()),
         Err(e) => eprintln!("cannot write {}: {e}", cfg.plot.display()),

@@ -19,7 +19,27 @@ pub use model::*;
 /// Opens a pipelines store in `dir` holding `pipelines` x `history` records, with
 /// one snapshot written and the WAL truncated.
 pub fn filled_store(dir: &Path, pipelines: u32, history: usize, opts: Options) -> Store<Daemon> {
-    let store = Store::<Daemon>::open(dir, opts).expect("open");
+    filled::<Daemon>(dir, pipelines, history, opts)
+}
+
+/// Like [`filled_store`], with the baseline's plain state (`BState`) stored as it is.
+pub fn filled_plain_store(
+    dir: &Path,
+    pipelines: u32,
+    history: usize,
+    opts: Options,
+) -> Store<BState> {
+    filled::<BState>(dir, pipelines, history, opts)
+}
+
+/// Fills a store of either pipelines state with the same events.
+fn filled<S: snapwal::State<Event = Event>>(
+    dir: &Path,
+    pipelines: u32,
+    history: usize,
+    opts: Options,
+) -> Store<S> {
+    let store = Store::<S>::open(dir, opts).expect("open");
     let mut gen = Gen(7);
     let mut batch = vec![Event::Configure { history }];
     let mut n = 0;
@@ -35,32 +55,6 @@ pub fn filled_store(dir: &Path, pipelines: u32, history: usize, opts: Options) -
         batch.clear();
     }
     store.checkpoint().expect("checkpoint");
-    store.checkpoint().expect("checkpoint");
-    store
-}
-
-/// Like [`filled_store`], with the baseline's plain state (`BState`) stored as it is.
-pub fn filled_plain_store(
-    dir: &Path,
-    pipelines: u32,
-    history: usize,
-    opts: Options,
-) -> Store<BState> {
-    let store = Store::<BState>::open(dir, opts).expect("open");
-    let mut gen = Gen(7);
-    let mut n = 0;
-    let mut batch = Vec::with_capacity(history);
-    for p in 0..pipelines {
-        for _ in 0..history {
-            n += 1;
-            batch.push(StepDone {
-                pipeline: p,
-                step: gen.step(n),
-            });
-        }
-        store.append_batch(&batch).expect("fill");
-        batch.clear();
-    }
     store.checkpoint().expect("checkpoint");
     store
 }

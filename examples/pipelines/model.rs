@@ -3,7 +3,7 @@
 //! baseline.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -19,11 +19,13 @@ pub struct Step {
     pub detail: String,
 }
 
-/// The event: pipeline `pipeline` finished `step`.
+/// The event: pipeline `pipeline` finished `step`. The step is `Arc`'d (and encoded
+/// as the step itself): snapwal applies each decoded event to both of its copies of
+/// the state, and the structurally shared state keeps this one allocation in both.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepDone {
     pub pipeline: u32,
-    pub step: Step,
+    pub step: Shared<Step>,
 }
 
 /// A small deterministic generator (xorshift64*), so both stores see the same events.
@@ -37,14 +39,17 @@ impl Gen {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    pub fn step(&mut self, n: u64) -> Step {
+    pub fn step(&mut self, n: u64) -> Shared<Step> {
         const WORDS: [&str; 8] = [
             "fetch", "build", "test", "lint", "package", "deploy", "verify", "notify",
         ];
         let r = self.next();
-        let mut detail = String::with_capacity(80);
+        // Formatted on the stack and allocated once, exactly as long as a decoded
+        // copy: a state built from these events has the size of one built from the log.
+        let mut buf = [0u8; 160];
+        let mut w = &mut buf[..];
         let _ = write!(
-            detail,
+            w,
             "{} ok in {} ms on worker-{:02}; artifact {:016x}; cache hit ratio 0.{:02}",
             WORDS[(r & 7) as usize],
             (r >> 8) % 10_000,
@@ -52,12 +57,14 @@ impl Gen {
             r,
             (r >> 32) % 100
         );
-        Step {
+        let len = 160 - w.len();
+        let detail = String::from_utf8_lossy(buf.get(..len).unwrap_or_default()).into_owned();
+        Shared(Arc::new(Step {
             n,
             at_ms: 1_700_000_000_000 + n * 7,
             status: (r % 3) as u8,
             detail,
-        }
+        }))
     }
 
     pub fn event(&mut self, pipelines: u32, n: u64) -> StepDone {
@@ -118,7 +125,7 @@ impl snapwal::State for Daemon {
             Event::Step(e) => {
                 let p = Arc::make_mut(&mut self.pipelines.entry(e.pipeline).or_default().0);
                 p.steps_done += 1;
-                p.steps.push_back(Shared(Arc::new(e.step.clone())));
+                p.steps.push_back(e.step.clone());
                 while p.steps.len() > self.history.max(1) {
                     p.steps.pop_front();
                 }
@@ -147,18 +154,22 @@ impl BState {
     pub fn apply(&mut self, e: &StepDone) {
         let p = self.pipelines.entry(e.pipeline).or_default();
         p.steps_done += 1;
-        p.steps.push_back(e.step.clone());
+        p.steps.push_back(Step::clone(&e.step.0));
         while p.steps.len() > self.history.max(1) {
             p.steps.pop_front();
         }
     }
 }
 
-/// The baseline's own plain state stored in snapwal as it is (`snapwal (plain state)`):
-/// std collections, no structural sharing.
+/// The baseline's own plain state stored in snapwal as it is (`snapwal (plain)`): std
+/// collections, no structural sharing, the same events as [`Daemon`]. snapwal keeps
+/// its own seq beside the state, so `seq` stays 0 there.
 impl snapwal::State for BState {
-    type Event = StepDone;
-    fn apply(&mut self, e: &StepDone) {
-        BState::apply(self, e)
+    type Event = Event;
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Configure { history } => self.history = *history,
+            Event::Step(e) => BState::apply(self, e),
+        }
     }
 }
