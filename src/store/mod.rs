@@ -17,12 +17,13 @@
 //! The writer keeps two versions ([`Writer`]): `current`, the one published, and
 //! `spare`, the one published before it, together with the events `current` has and
 //! `spare` has not (`missed`, owned copies decoded from the encoded payloads). An
-//! append takes the spare, checks with `Arc::get_mut` that nothing else holds it,
-//! replays `missed` onto it, applies the new events in place, publishes it with
-//! `ArcSwap::swap`, and keeps the old `current` as the next spare. Each event is thus
-//! applied twice, once to each copy; this is sound because `apply` is deterministic
-//! (the same rule recovery relies on), and `write_path_in_place_stress` checks that
-//! every version readers saw equals the replay of events `1..seq`.
+//! append takes a spare, checks with `Arc::get_mut` that nothing else holds it,
+//! replays onto it the events it missed (kept in the writer's log), applies the new
+//! events in place, publishes it with `ArcSwap::swap`, and keeps the old `current`
+//! as a spare. Each event is thus applied to every copy; this is sound because
+//! `apply` is deterministic (the same rule recovery relies on), and
+//! `write_path_in_place_stress` checks that every version readers saw equals the
+//! replay of events `1..seq`.
 //!
 //! Why `Arc::get_mut` proves nobody reads the spare: readers get either an `Arc` (a
 //! real strong count) or an arc-swap `Guard`, which may hold a *debt* instead of a
@@ -32,17 +33,18 @@
 //! value `swap` returned, so by the time the writer calls `Arc::get_mut` on it every
 //! guard still alive counts, and `get_mut` succeeds only when there is none.
 //!
-//! When the spare is held (a reader kept a version across two appends, a checkpoint
-//! is writing it, or it is the durable version), the writer lets it go (whoever holds
-//! it last frees it, outside the writer section) and clones `current` instead: the
-//! fallback, one clone per version held across appends, never more. For a state of
-//! persistent collections that clone copies pointers; for a plain std state it is
-//! O(size), on the writer's thread, once per checkpoint (the version a checkpoint
-//! writes) — a spare prepared off the writer's thread would remove it (not done yet).
+//! When every spare is held (a reader kept a version across appends, a checkpoint is
+//! writing it, or it is the durable version), the writer clones `current` instead:
+//! the fallback. It keeps the held spares (up to two) with the events they missed
+//! (up to 65,536), so the version a checkpoint holds comes back as a spare when the
+//! checkpoint ends: once the pool holds two spares, a checkpoint costs no clone. For
+//! a state of persistent collections a clone copies pointers; for a plain std state
+//! it is O(size) on the writer's thread, which now happens about once per store (the
+//! first checkpoint that overlaps appends), not once per checkpoint.
 //!
-//! Memory: two full copies for a plain state (2x, plus a third while a checkpoint
-//! holds a version); for a structurally shared state one copy plus the paths each
-//! copy touched since they diverged (about 1x).
+//! Memory: up to three full copies for a plain state (`current` and two spares); for
+//! a structurally shared state one copy plus the paths each copy touched since they
+//! diverged (about 1x).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -99,53 +101,118 @@ pub(crate) struct Inner<S: State> {
     pub(crate) _lock: Box<dyn LockGuard>,
 }
 
-/// The writer's versions: the published one and the spare it will apply the next
-/// append to in place (see the module docs).
+/// The most versions the writer keeps besides `current`: the one published before
+/// it, and one a checkpoint (or a reader) may still hold, so that a checkpoint no
+/// longer costs a clone once the pool has filled.
+const MAX_SPARES: usize = 2;
+
+/// The most events the writer keeps for its spares to catch up with. A spare further
+/// behind (a version a reader holds for a long time) is let go instead.
+const MAX_LOG: usize = 1 << 16;
+
+/// The writer's versions: the published one and the spares it applies the next
+/// appends to in place (see the module docs).
 pub(crate) struct Writer<S: State> {
     /// The version published last (the same `Arc` as `Inner::published`).
     current: Arc<Versioned<S>>,
-    /// The version published before it, `missed` events behind `current`.
-    spare: Option<Arc<Versioned<S>>>,
-    /// The events applied to `current` and not yet to `spare`, in seq order.
-    missed: Vec<S::Event>,
+    /// Older versions, each behind `current` by the events of `log` after its seq; at
+    /// most [`MAX_SPARES`].
+    spares: Vec<Arc<Versioned<S>>>,
+    /// Every event after the oldest spare's seq, with its seq, in seq order.
+    log: std::collections::VecDeque<(Seq, S::Event)>,
 }
 
 impl<S: State> Writer<S> {
     pub(crate) fn new(current: Arc<Versioned<S>>) -> Self {
         Writer {
             current,
-            spare: None,
-            missed: Vec::new(),
+            spares: Vec::new(),
+            log: std::collections::VecDeque::new(),
         }
     }
 
     /// A version equal to `current` that only this thread holds, to apply the next
-    /// events to in place: the spare, caught up with the events it missed, when no
-    /// reader, checkpoint or durable pointer still holds it; otherwise a clone of
-    /// `current` (the fallback). The second value is a version the writer let go of
-    /// (to drop outside the writer section).
-    fn take_free_version(&mut self) -> (Arc<Versioned<S>>, Option<Arc<Versioned<S>>>) {
-        let missed = std::mem::take(&mut self.missed);
-        if let Some(mut spare) = self.spare.take() {
+    /// events to in place: a spare that no reader, checkpoint or durable pointer holds
+    /// any more, caught up with the events it missed; otherwise a clone of `current`
+    /// (the fallback), keeping the held spares for later (they come back when their
+    /// holders let go). The versions returned second were let go of (to drop outside
+    /// the writer section).
+    fn take_free_version(&mut self) -> (Arc<Versioned<S>>, Vec<Arc<Versioned<S>>>) {
+        if let Some(i) = self
+            .spares
+            .iter_mut()
+            .position(|s| Arc::get_mut(s).is_some())
+        {
+            let mut spare = self.spares.swap_remove(i);
             if let Some(v) = Arc::get_mut(&mut spare) {
-                // A panic in `apply` here drops the half-caught-up spare; `missed` is
-                // already empty and the next append falls back to a clone.
-                for e in &missed {
-                    v.state.apply(e);
+                // A panic in `apply` here drops the half-caught-up spare (it is out of
+                // the pool already); the log still serves the others.
+                for (seq, e) in &self.log {
+                    if *seq > v.seq {
+                        v.state.apply(e);
+                    }
                 }
                 v.seq = self.current.seq;
-                return (spare, None);
+                self.trim_log();
+                return (spare, Vec::new());
             }
-            // Held elsewhere: let it go; whoever holds it last frees it.
-            return (Arc::new(Versioned::clone(&self.current)), Some(spare));
         }
-        (Arc::new(Versioned::clone(&self.current)), None)
+        // Every spare is held. Keep them, unless the pool is full: then the one
+        // furthest behind goes (whoever holds it last frees it).
+        let mut released = Vec::new();
+        if self.spares.len() >= MAX_SPARES {
+            released.extend(self.release_oldest());
+        }
+        (Arc::new(Versioned::clone(&self.current)), released)
+    }
+
+    /// Records a publication: `old` (the version `current` was) joins the spares and
+    /// `events` (the ones applied after it, from seq `first`) the log. Returns spares
+    /// let go of to keep the log within [`MAX_LOG`].
+    fn published(
+        &mut self,
+        old: Arc<Versioned<S>>,
+        first: Seq,
+        events: Vec<S::Event>,
+    ) -> Vec<Arc<Versioned<S>>> {
+        self.spares.push(old);
+        self.log.extend((first..).zip(events));
+        let mut released = Vec::new();
+        while self.log.len() > MAX_LOG && self.spares.len() > 1 {
+            released.extend(self.release_oldest());
+        }
+        if self.log.len() > MAX_LOG {
+            // Only the newest spare is left and it is that far behind: let it go too.
+            released.append(&mut self.spares);
+        }
+        self.trim_log();
+        released
+    }
+
+    /// Takes the spare furthest behind out of the pool.
+    fn release_oldest(&mut self) -> Option<Arc<Versioned<S>>> {
+        let i = (0..self.spares.len()).min_by_key(|&i| self.spares.get(i).map_or(0, |s| s.seq))?;
+        let out = self.spares.swap_remove(i);
+        self.trim_log();
+        Some(out)
+    }
+
+    /// Drops the events every spare has already applied.
+    fn trim_log(&mut self) {
+        match self.spares.iter().map(|s| s.seq).min() {
+            Some(oldest) => {
+                while self.log.front().is_some_and(|(seq, _)| *seq <= oldest) {
+                    self.log.pop_front();
+                }
+            }
+            None => self.log.clear(),
+        }
     }
 }
 
-/// The version an append published, and a version the writer let go of (to drop
+/// The version an append published, and versions the writer let go of (to drop
 /// after leaving the writer section).
-type Published<S> = (Arc<Versioned<S>>, Option<Arc<Versioned<S>>>);
+type Published<S> = (Arc<Versioned<S>>, Vec<Arc<Versioned<S>>>);
 
 /// The events of one append, owned (the writer keeps them to replay onto its spare):
 /// decoded copies of a batch borrowed from the caller, or the one event `append_with`
@@ -299,7 +366,7 @@ impl<S: State> Store<S> {
             let mut w = lock(&inner.writer);
             match decide(&w.current.state) {
                 Err(e) => Ok(Err(e)),
-                Ok(None) => Ok(Ok((Arc::clone(&w.current), None))),
+                Ok(None) => Ok(Ok((Arc::clone(&w.current), Vec::new()))),
                 Ok(Some(event)) => scratch
                     .encode(&event)
                     .and_then(|()| inner.publish_locked(&mut w, Events::One(event), &scratch))
@@ -464,7 +531,7 @@ impl<S: State> Inner<S> {
         if w.current.seq.checked_add(n + 1).is_none() {
             return Err(Error::SeqExhausted);
         }
-        let (mut next, released) = w.take_free_version();
+        let (mut next, mut released) = w.take_free_version();
         // `take_free_version` returns a version only this thread holds, so this never
         // clones.
         let v = Arc::make_mut(&mut next);
@@ -481,8 +548,7 @@ impl<S: State> Inner<S> {
         // `Arc::get_mut` in `take_free_version` succeeds only when nobody reads it.
         let old = self.published.swap(Arc::clone(&next));
         drop(std::mem::replace(&mut w.current, next));
-        w.spare = Some(old);
-        w.missed = events.into_owned();
+        released.extend(w.published(old, first, events.into_owned()));
         Ok((Arc::clone(&w.current), released))
     }
 
