@@ -94,3 +94,77 @@ fn a_held_version_comes_back_as_a_spare_and_long_holds_are_bounded() {
     assert_eq!(store.current().items, expected(last));
     store.close().unwrap();
 }
+
+static WRITER_CLONES: AtomicUsize = AtomicUsize::new(0);
+static BACKGROUND_CLONES: AtomicUsize = AtomicUsize::new(0);
+
+/// A plain state whose clone is slow (as a large one is), counting where it runs.
+#[derive(Default, Serialize, Deserialize, PartialEq, Debug)]
+struct Slow {
+    items: Vec<u64>,
+}
+
+impl Clone for Slow {
+    fn clone(&self) -> Self {
+        if std::thread::current().name() == Some("snapwal-prepare") {
+            BACKGROUND_CLONES.fetch_add(1, Ordering::SeqCst);
+        } else {
+            WRITER_CLONES.fetch_add(1, Ordering::SeqCst);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        Slow {
+            items: self.items.clone(),
+        }
+    }
+}
+
+impl State for Slow {
+    type Event = u64;
+    fn apply(&mut self, e: &u64) {
+        self.items.push(*e);
+    }
+}
+
+#[test]
+fn after_a_slow_clone_the_next_spare_is_prepared_off_the_writer_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    // `Always`, so the durable pointer follows `current` and holds no spare.
+    let store: Store<Slow> =
+        Store::open(dir.path(), Options::default().sync(SyncPolicy::Always)).unwrap();
+    // The first append after open has no spare: one clone on the writer's thread,
+    // slow, so the second spare is cloned in the background.
+    store.append(&1).unwrap();
+    assert_eq!(WRITER_CLONES.load(Ordering::SeqCst), 1);
+    let start = std::time::Instant::now();
+    while BACKGROUND_CLONES.load(Ordering::SeqCst) == 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no background clone"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Give the prepared copy time to land in its slot, then hold versions across
+    // appends as checkpoints do: the writer never clones again.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let mut n = 1;
+    for _ in 0..20 {
+        let held = store.current();
+        for _ in 0..5 {
+            n += 1;
+            store.append(&n).unwrap();
+        }
+        assert_eq!(held.items, expected(held.seq()));
+        drop(held);
+    }
+    assert_eq!(
+        WRITER_CLONES.load(Ordering::SeqCst),
+        1,
+        "no clone on the writer's thread after the first"
+    );
+    assert_eq!(BACKGROUND_CLONES.load(Ordering::SeqCst), 1);
+    assert_eq!(store.current().items, expected(n));
+    store.close().unwrap();
+    let store: Store<Slow> = Store::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(store.current().items, expected(n));
+    store.close().unwrap();
+}

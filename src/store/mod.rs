@@ -33,14 +33,13 @@
 //! value `swap` returned, so by the time the writer calls `Arc::get_mut` on it every
 //! guard still alive counts, and `get_mut` succeeds only when there is none.
 //!
-//! When every spare is held (a reader kept a version across appends, a checkpoint is
-//! writing it, or it is the durable version), the writer clones `current` instead:
-//! the fallback. It keeps the held spares (up to two) with the events they missed
-//! (up to 65,536), so the version a checkpoint holds comes back as a spare when the
-//! checkpoint ends: once the pool holds two spares, a checkpoint costs no clone. For
-//! a state of persistent collections a clone copies pointers; for a plain std state
-//! it is O(size) on the writer's thread, which now happens about once per store (the
-//! first checkpoint that overlaps appends), not once per checkpoint.
+//! The writer keeps a pool of two spares with the events they missed (at most
+//! 65,536), and keeps it full: while copying the state is cheap it copies `current`
+//! at once; once a copy took longer than 1 ms, the next one is made on a background
+//! thread (see `writer`). So the version a checkpoint holds is never the only spare,
+//! and it comes back to the pool when the checkpoint ends. Only when every spare is
+//! held and none is being made does the writer clone `current` on its own thread (a
+//! large state recovered at open pays this once, at its first append).
 //!
 //! Memory: up to three full copies for a plain state (`current` and two spares); for
 //! a structurally shared state one copy plus the paths each copy touched since they
@@ -68,8 +67,10 @@ mod create;
 mod lifecycle;
 mod open;
 mod scratch;
+mod writer;
 
 use scratch::Scratch;
+pub(crate) use writer::Writer;
 
 pub(crate) use lifecycle::Stop;
 pub use lifecycle::{CloseReport, FinalCheckpointMissed};
@@ -99,115 +100,6 @@ pub(crate) struct Inner<S: State> {
     pub(crate) ck: Checkpoints,
     pub(crate) stop: Stop,
     pub(crate) _lock: Box<dyn LockGuard>,
-}
-
-/// The most versions the writer keeps besides `current`: the one published before
-/// it, and one a checkpoint (or a reader) may still hold, so that a checkpoint no
-/// longer costs a clone once the pool has filled.
-const MAX_SPARES: usize = 2;
-
-/// The most events the writer keeps for its spares to catch up with. A spare further
-/// behind (a version a reader holds for a long time) is let go instead.
-const MAX_LOG: usize = 1 << 16;
-
-/// The writer's versions: the published one and the spares it applies the next
-/// appends to in place (see the module docs).
-pub(crate) struct Writer<S: State> {
-    /// The version published last (the same `Arc` as `Inner::published`).
-    current: Arc<Versioned<S>>,
-    /// Older versions, each behind `current` by the events of `log` after its seq; at
-    /// most [`MAX_SPARES`].
-    spares: Vec<Arc<Versioned<S>>>,
-    /// Every event after the oldest spare's seq, with its seq, in seq order.
-    log: std::collections::VecDeque<(Seq, S::Event)>,
-}
-
-impl<S: State> Writer<S> {
-    pub(crate) fn new(current: Arc<Versioned<S>>) -> Self {
-        Writer {
-            current,
-            spares: Vec::new(),
-            log: std::collections::VecDeque::new(),
-        }
-    }
-
-    /// A version equal to `current` that only this thread holds, to apply the next
-    /// events to in place: a spare that no reader, checkpoint or durable pointer holds
-    /// any more, caught up with the events it missed; otherwise a clone of `current`
-    /// (the fallback), keeping the held spares for later (they come back when their
-    /// holders let go). The versions returned second were let go of (to drop outside
-    /// the writer section).
-    fn take_free_version(&mut self) -> (Arc<Versioned<S>>, Vec<Arc<Versioned<S>>>) {
-        if let Some(i) = self
-            .spares
-            .iter_mut()
-            .position(|s| Arc::get_mut(s).is_some())
-        {
-            let mut spare = self.spares.swap_remove(i);
-            if let Some(v) = Arc::get_mut(&mut spare) {
-                // A panic in `apply` here drops the half-caught-up spare (it is out of
-                // the pool already); the log still serves the others.
-                for (seq, e) in &self.log {
-                    if *seq > v.seq {
-                        v.state.apply(e);
-                    }
-                }
-                v.seq = self.current.seq;
-                self.trim_log();
-                return (spare, Vec::new());
-            }
-        }
-        // Every spare is held. Keep them, unless the pool is full: then the one
-        // furthest behind goes (whoever holds it last frees it).
-        let mut released = Vec::new();
-        if self.spares.len() >= MAX_SPARES {
-            released.extend(self.release_oldest());
-        }
-        (Arc::new(Versioned::clone(&self.current)), released)
-    }
-
-    /// Records a publication: `old` (the version `current` was) joins the spares and
-    /// `events` (the ones applied after it, from seq `first`) the log. Returns spares
-    /// let go of to keep the log within [`MAX_LOG`].
-    fn published(
-        &mut self,
-        old: Arc<Versioned<S>>,
-        first: Seq,
-        events: Vec<S::Event>,
-    ) -> Vec<Arc<Versioned<S>>> {
-        self.spares.push(old);
-        self.log.extend((first..).zip(events));
-        let mut released = Vec::new();
-        while self.log.len() > MAX_LOG && self.spares.len() > 1 {
-            released.extend(self.release_oldest());
-        }
-        if self.log.len() > MAX_LOG {
-            // Only the newest spare is left and it is that far behind: let it go too.
-            released.append(&mut self.spares);
-        }
-        self.trim_log();
-        released
-    }
-
-    /// Takes the spare furthest behind out of the pool.
-    fn release_oldest(&mut self) -> Option<Arc<Versioned<S>>> {
-        let i = (0..self.spares.len()).min_by_key(|&i| self.spares.get(i).map_or(0, |s| s.seq))?;
-        let out = self.spares.swap_remove(i);
-        self.trim_log();
-        Some(out)
-    }
-
-    /// Drops the events every spare has already applied.
-    fn trim_log(&mut self) {
-        match self.spares.iter().map(|s| s.seq).min() {
-            Some(oldest) => {
-                while self.log.front().is_some_and(|(seq, _)| *seq <= oldest) {
-                    self.log.pop_front();
-                }
-            }
-            None => self.log.clear(),
-        }
-    }
 }
 
 /// The version an append published, and versions the writer let go of (to drop
