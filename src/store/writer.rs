@@ -178,12 +178,12 @@ impl<S: State> Writer<S> {
             // A copy that takes this long is not waited for: it is dropped when ready.
             self.trim_log();
         }
-        while self.log.len() > MAX_LOG && self.spares.len() > 1 {
-            released.extend(self.release_oldest());
-        }
-        if self.log.len() > MAX_LOG {
-            // Only the newest spare is left and it is that far behind: let it go too.
-            released.append(&mut self.spares);
+        // Spares that far behind go, oldest first (each release trims the log).
+        while self.log.len() > MAX_LOG {
+            match self.release_oldest() {
+                Some(spare) => released.push(spare),
+                None => break,
+            }
         }
         self.trim_log();
         self.fill_pool();
@@ -192,7 +192,7 @@ impl<S: State> Writer<S> {
 
     /// Takes the spare furthest behind out of the pool.
     fn release_oldest(&mut self) -> Option<Arc<Versioned<S>>> {
-        let i = (0..self.spares.len()).min_by_key(|&i| self.spares.get(i).map_or(0, |s| s.seq))?;
+        let (i, _) = self.spares.iter().enumerate().min_by_key(|(_, s)| s.seq)?;
         let out = self.spares.swap_remove(i);
         self.trim_log();
         Some(out)
