@@ -429,9 +429,14 @@ impl Checkpoints {
         self.wal_bytes_at_checkpoint
             .store(src.wal.staged_bytes(), Ordering::Relaxed);
         let moved = *lock(&self.saved) != positions;
-        if v.seq() > prev {
+        if v.seq() > prev || moved {
+            // A file is installed below: the state it goes with, and the store's
+            // directories (a new store's are synced by its first durable write), are
+            // durable first.
             src.wal.sync_through(v.seq())?;
             src.wal.sync_pending_dirs()?;
+        }
+        if v.seq() > prev {
             let positions = if mutant!(PositionsAfterLoad) {
                 src.positions.save()
             } else {
@@ -457,8 +462,6 @@ impl Checkpoints {
             self.prune_position_records(src, &mut rep, None);
         } else if moved {
             // The state is the newest snapshot's (so durable); only positions moved.
-            src.wal.sync_through(v.seq())?;
-            src.wal.sync_pending_dirs()?;
             let generation = self.next_generation.fetch_add(1, Ordering::AcqRel);
             rep.snapshot_bytes = position::write_record(
                 src.fs,
