@@ -127,11 +127,7 @@ impl Wal {
         let path = self.segment_path(first);
         let file: Arc<dyn FsFile> = match self.fs.create_new(&path) {
             Ok(f) => Arc::from(f),
-            Err(e) if is_transient(&e) => {
-                tracing::warn!(segment = %path.display(), error = %e,
-                    "could not create a WAL segment (transient); records stay staged and the next write retries");
-                return Err(Error::SegmentUnavailable { path, source: e });
-            }
+            Err(e) if is_transient(&e) => return Err(unavailable("create segment", &path, e)),
             Err(e) => return Err(self.fail(Error::io("create segment", &path, e))),
         };
         let mut reserved = 0;
@@ -189,13 +185,21 @@ impl Wal {
         let path = self.segment_path(first);
         match self.fs.open_write(&path) {
             Ok(f) => Ok(Arc::from(f)),
-            Err(e) if is_transient(&e) => {
-                tracing::warn!(segment = %path.display(), error = %e,
-                    "could not reopen the WAL segment (transient); records stay staged and the next write retries");
-                Err(Error::SegmentUnavailable { path, source: e })
-            }
+            Err(e) if is_transient(&e) => Err(unavailable("reopen segment", &path, e)),
             Err(e) => Err(self.fail(Error::io("reopen segment", &path, e))),
         }
+    }
+}
+
+/// The retryable error of a segment or directory that `op` could not create or open
+/// for a transient reason: the log stays writable, nothing waiting is acknowledged,
+/// and the next write or sync tries again.
+pub(super) fn unavailable(op: &'static str, path: &Path, source: io::Error) -> Error {
+    tracing::warn!(op, path = %path.display(), error = %source,
+        "WAL segment or directory unavailable (transient); records stay staged and the next write or sync retries");
+    Error::SegmentUnavailable {
+        path: path.to_path_buf(),
+        source,
     }
 }
 

@@ -98,7 +98,7 @@ impl Wal {
         // failed sync of `wal/` does, unless the directory could not be opened.
         if let Err((dir, e)) = self.pending_dirs.sync(self.fs.as_ref()) {
             if is_transient_open(&e) {
-                return Err(self.unavailable(&dir, e));
+                return Err(segment::unavailable("fsync dir", &dir, e));
             }
             return Err(self.fail(Error::io("fsync dir", dir, e)));
         }
@@ -156,7 +156,7 @@ impl Wal {
                     // The directory could not even be opened: nothing was synced and
                     // nothing failed. Sync it next time; acknowledge nothing now.
                     lock(&self.io).dir_dirty = true;
-                    return Err(self.unavailable(&self.dir, e));
+                    return Err(segment::unavailable("fsync dir", &self.dir, e));
                 }
                 return Err(self.fail(Error::io("fsync dir", &self.dir, e)));
             }
@@ -174,17 +174,4 @@ fn is_transient_open(e: &io::Error) -> bool {
     [Errno::MFILE, Errno::NFILE, Errno::NOMEM]
         .iter()
         .any(|t| e.raw_os_error() == Some(t.raw_os_error()))
-}
-
-impl Wal {
-    /// The retryable error of a file or directory that could not be opened for a
-    /// transient reason; the log stays writable.
-    pub(super) fn unavailable(&self, path: &Path, source: io::Error) -> Error {
-        tracing::warn!(path = %path.display(), error = %source,
-            "WAL file or directory unavailable (transient); nothing is acknowledged and the next sync retries");
-        Error::SegmentUnavailable {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
 }
