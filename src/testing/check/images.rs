@@ -5,7 +5,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use super::{
-    Checked, Checker, ImageOutcome, Model, Progress, Report, POST_RECOVERY_EVENT, STORE_DIR,
+    sample_calls, Checked, Checker, ImageOutcome, Model, Progress, Report, POST_RECOVERY_EVENT,
+    STORE_DIR,
 };
 use crate::testing::sim::{Choices, FaultError, Rng, SimFs};
 use crate::util::panic_message;
@@ -99,15 +100,8 @@ where
         recover(&probe);
         let calls = probe.calls();
         let mut rng = Rng::new(self.seed ^ calls.rotate_left(17) ^ p.appended);
-        let points: Vec<u64> = if calls as usize <= self.recovery_crashes {
-            (0..calls).collect()
-        } else {
-            (0..self.recovery_crashes)
-                .map(|_| rng.next_u64() % calls)
-                .collect()
-        };
         let mut checked = 0;
-        for n in points {
+        for n in sample_calls(&mut rng, calls, self.recovery_crashes) {
             let fs = Arc::new(image.crash_all_kept());
             fs.crash_at(n);
             recover(&fs);

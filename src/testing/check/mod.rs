@@ -345,12 +345,10 @@ where
         }
         let mut rng = Rng::new(self.seed ^ 0xfa17);
         let calls = report.total_calls;
-        let fault_calls: Vec<u64> = if calls as usize <= self.faults {
-            (0..calls).collect()
-        } else {
-            (0..self.faults).map(|_| rng.below(calls)).collect()
-        };
-        for (i, call) in fault_calls.into_iter().enumerate() {
+        for (i, call) in sample_calls(&mut rng, calls, self.faults)
+            .into_iter()
+            .enumerate()
+        {
             let error = if i % 2 == 0 {
                 FaultError::Eio
             } else {
@@ -600,6 +598,15 @@ where
             p.acked = p.acked.max(store.durable_seq());
         }
         Ok(())
+    }
+}
+
+/// Every call index below `calls` if there are at most `n`, else `n` drawn from `rng`.
+fn sample_calls(rng: &mut Rng, calls: u64, n: usize) -> Vec<u64> {
+    if calls <= n as u64 {
+        (0..calls).collect()
+    } else {
+        (0..n).map(|_| rng.below(calls)).collect()
     }
 }
 
