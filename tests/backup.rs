@@ -3,26 +3,15 @@
 //! rotates, snapshots and purges, every copy opens at a seq at least the durable seq
 //! when its backup started, with exactly the events `1..=seq`.
 
+mod common;
+use common::Numbers;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use snapwal::{backup, CheckpointerConfig, Error, Options, State, Store, SyncPolicy};
-
-/// Every event appended, in order: the state after seq `k` is exactly `[1, ..., k]`,
-/// so "a prefix, nothing missing, nothing twice" is one comparison.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Numbers(Vec<u64>);
-
-impl State for Numbers {
-    type Event = u64;
-    fn apply(&mut self, n: &u64) {
-        self.0.push(*n);
-    }
-}
+use snapwal::{backup, CheckpointerConfig, Error, Options, Store, SyncPolicy};
 
 fn options() -> Options {
     Options::default()

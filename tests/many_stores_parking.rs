@@ -19,16 +19,6 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Descriptors of this process open on files under `dir`.
-fn fds_under(dir: &Path) -> usize {
-    let dir = dir.canonicalize().unwrap();
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.starts_with(&dir))
-        .count()
-}
-
 fn has_snapshot_at(dir: &Path, seq: u64) -> bool {
     let name = format!("{seq:020}.snap");
     snapshots(dir)

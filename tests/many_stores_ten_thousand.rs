@@ -3,6 +3,8 @@
 //! small margin. The stores live on a tmpfs (`/dev/shm`), where `fsync` costs nothing,
 //! so the test measures descriptors, not the disk; it is skipped (saying why) where
 //! there is no tmpfs or the descriptor limit cannot be raised high enough.
+mod common;
+use common::fds_under;
 use snapwal::{CheckpointerConfig, Options, Scheduler, Store};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -30,14 +32,6 @@ fn raise_nofile() -> u64 {
         let _ = setrlimit(Resource::Nofile, lim);
     }
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
-}
-
-fn fds_under(dir: &Path) -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.starts_with(dir))
-        .count()
 }
 
 #[test]

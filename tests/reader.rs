@@ -6,6 +6,8 @@
 //! The writer is this test binary itself, re-executed to run only `child_writer` (an
 //! ignored test that does nothing unless `READER_CHILD_DIR` is set).
 
+mod common;
+use common::Numbers;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -13,22 +15,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use snapwal::fs::{FileBytes, Fs, FsFile, LockGuard, RealFs};
-use snapwal::{Error, Options, Reader, State, Store, SyncPolicy};
+use snapwal::{Error, Options, Reader, Store, SyncPolicy};
 
 const DIR_VAR: &str = "READER_CHILD_DIR";
-
-/// Every event appended, in order: the state after seq `k` is exactly `[1, ..., k]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Numbers(Vec<u64>);
-
-impl State for Numbers {
-    type Event = u64;
-    fn apply(&mut self, n: &u64) {
-        self.0.push(*n);
-    }
-}
 
 fn options() -> Options {
     Options::default()

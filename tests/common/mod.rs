@@ -301,3 +301,25 @@ pub mod hooked {
         }
     }
 }
+
+/// Descriptors of this process open on files under `dir` (from `/proc/self/fd`).
+pub fn fds_under(dir: &Path) -> usize {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .count()
+}
+
+/// Every event appended, in order: the state after seq `k` is exactly `[1, ..., k]`,
+/// so "a prefix, nothing missing, nothing twice" is one comparison.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Numbers(pub Vec<u64>);
+
+impl State for Numbers {
+    type Event = u64;
+    fn apply(&mut self, n: &u64) {
+        self.0.push(*n);
+    }
+}
