@@ -18,6 +18,16 @@ macro_rules! mutant {
     }};
 }
 
+/// A scheduling point of the deterministic scheduler (`crate::testing::sim`'s
+/// `Scheduler`): a window where another thread's step decides the outcome though
+/// no file-system call lies in it. Nothing without the `testing` feature.
+macro_rules! sched_point {
+    () => {{
+        #[cfg(feature = "testing")]
+        $crate::testing::sim::point();
+    }};
+}
+
 #[cfg(feature = "async")]
 pub mod async_api;
 pub mod backup;

@@ -58,6 +58,7 @@ impl PositionCell {
     /// Sets the position. Lock-free: one allocation and one atomic swap (and, once
     /// after the store's checkpointer went quiet, a nudge to wake it).
     pub fn set(&self, pos: Position) {
+        sched_point!();
         self.pos.store(Arc::new(pos));
         self.wake.fire();
     }

@@ -37,6 +37,29 @@ fn workloads() -> Vec<(&'static str, Concurrent)> {
                 ..Concurrent::default()
             },
         ),
+        (
+            // Large events: a rotation every few appends, often while a group commit
+            // of the `Interval` thread or an appender's `sync` is in flight.
+            "rotations",
+            Concurrent {
+                sync: SyncPolicy::Interval(Duration::from_millis(1)),
+                sync_every: 2,
+                pad: 600,
+                ..Concurrent::default()
+            },
+        ),
+        (
+            // A reader that appends and moves its position, racing many checkpoints.
+            "positions",
+            Concurrent {
+                appenders: 1,
+                appends: 6,
+                sync_every: 3,
+                position_updates: 16,
+                checkpoints: 8,
+                ..Concurrent::default()
+            },
+        ),
     ]
 }
 
@@ -95,16 +118,15 @@ fn every_planted_bug_is_found_by_the_concurrent_checker() {
         killed.len(),
         Mutation::ALL.len() - 1
     );
-    // Found reliably within CI's budget. The others are reported above: positions
-    // read after the load and the rotation race need a narrower schedule than
-    // uniform choices among 12 seeds give (the rotation race was found by the
-    // `Interval` workload in longer runs), and the replacing install is reachable only
-    // with a damaged snapshot under the final name, which these workloads never make.
+    // The replacing install is reachable only with a damaged snapshot under the final
+    // name, which these workloads never make (`crash_with_bit_rot` covers it).
     for m in [
         Mutation::SkipDirSync,
         Mutation::LyingSync,
         Mutation::AckBeforeSync,
         Mutation::PurgeOneTooMany,
+        Mutation::PositionsAfterLoad,
+        Mutation::RotationRace,
     ] {
         assert!(killed.contains(&m), "{m:?} survived");
     }

@@ -422,7 +422,9 @@ impl Checkpoints {
         // saved with it (I10). The other order lets a reader append event k+1 and move
         // its position between the two reads.
         let positions = src.positions.save();
+        sched_point!();
         let v = src.published.load_full();
+        sched_point!();
         let prev = self.last_snapshot_seq.load(Ordering::Acquire);
         let mut rep = CheckpointReport::new(mode, CheckpointOutcome::Unchanged, v.seq());
         rep.log_records = v.seq().saturating_sub(prev);
@@ -437,6 +439,7 @@ impl Checkpoints {
             src.wal.sync_pending_dirs()?;
         }
         if v.seq() > prev {
+            sched_point!();
             let positions = if mutant!(PositionsAfterLoad) {
                 src.positions.save()
             } else {

@@ -6,8 +6,10 @@
 //! background threads (the `Interval` sync thread, a periodic checkpointer), then
 //! `close` (with or without a final checkpoint) while those background threads run.
 //! The [`SimFs`] gets a [`Scheduler`] that admits one thread at a time at each
-//! file-system call, chosen from the seed, so each seed is one interleaving (see the
-//! scheduler's docs for what may still depend on the clock).
+//! file-system call and at each scheduling point the library marks, chosen from the
+//! seed, so each seed is one interleaving (see the scheduler's docs for the points
+//! and for what may still depend on the clock). Even seeds choose uniformly among the
+//! waiting threads, odd seeds by random priorities ([`scheduler_for`]).
 //!
 //! [`ConcurrentChecker::run`] takes each seed, runs it once without a crash (which
 //! counts its calls and checks the crash-free result), then reruns the same seed
@@ -42,13 +44,24 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{stopped, STORE_DIR};
-use crate::testing::sim::{Choices, Rng, Scheduler, SimFs};
+use crate::testing::sim::{Choices, OpKind, Rng, Scheduler, SimFs};
 use crate::util::lock;
 use crate::util::panic_message;
 use crate::{
     CheckpointOutcome, CheckpointerConfig, CloseOptions, Options, Position, State, Store,
     SyncPolicy,
 };
+
+/// The scheduler of seed `seed`: even seeds choose uniformly, odd seeds by priority
+/// (see [`Scheduler::with_priorities`]), lowering the chosen thread at one choice in
+/// 24 on average.
+pub fn scheduler_for(seed: u64) -> Arc<Scheduler> {
+    if seed % 2 == 1 {
+        Scheduler::with_priorities(seed, 24)
+    } else {
+        Scheduler::new(seed)
+    }
+}
 
 /// The state of concurrent checks: every event id, in seq order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +71,7 @@ pub struct Ledger {
 }
 
 /// An event of [`Ledger`]: an id (actor in the high 32 bits, its counter in the low)
-/// and 64 to 319 bytes of padding, so that 4 KiB segments rotate.
+/// and padding ([`Concurrent::pad`]), so that 4 KiB segments rotate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// `actor << 32 | n`.
@@ -74,10 +87,15 @@ impl State for Ledger {
     }
 }
 
-/// The `n`-th event of `actor`.
+/// The `n`-th event of `actor`, with the default padding (64 to 319 bytes).
 pub fn entry(actor: u32, n: u32) -> Entry {
+    entry_padded(actor, n, 64)
+}
+
+/// The `n`-th event of `actor`, with `pad` to `pad + 255` bytes of padding.
+pub fn entry_padded(actor: u32, n: u32, pad: usize) -> Entry {
     let id = u64::from(actor) << 32 | u64::from(n);
-    let len = 64 + (id.wrapping_mul(0x9E37_79B9) % 256) as usize;
+    let len = pad + (id.wrapping_mul(0x9E37_79B9) % 256) as usize;
     Entry {
         id,
         pad: vec![(id % 251) as u8; len],
@@ -115,6 +133,9 @@ pub struct Concurrent {
     pub segment_bytes: u64,
     /// [`Options::keep_snapshots`] (default 2).
     pub keep_snapshots: usize,
+    /// Each event carries `pad` to `pad + 255` bytes of padding (default 64): larger
+    /// events rotate segments more often.
+    pub pad: usize,
 }
 
 impl Default for Concurrent {
@@ -132,6 +153,7 @@ impl Default for Concurrent {
             final_checkpoint: true,
             segment_bytes: 4096,
             keep_snapshots: 2,
+            pad: 64,
         }
     }
 }
@@ -243,6 +265,8 @@ struct Run {
     acked: u64,
     grace: u64,
     trace: Vec<u64>,
+    /// The kind of each file-system call, in order.
+    ops: Vec<OpKind>,
     problem: Option<String>,
 }
 
@@ -301,13 +325,7 @@ impl ConcurrentChecker {
                 continue;
             }
             let mut rng = Rng::new(seed ^ 0xC4A5_4000);
-            let mut points = std::collections::BTreeSet::new();
-            points.insert(free.calls);
-            let want = self.crash_points.min(free.calls as usize + 1);
-            while points.len() < want {
-                points.insert(rng.below(free.calls + 1));
-            }
-            for point in points {
+            for point in self.crash_points_of(&free, &mut rng) {
                 if self.stop_at_first && !report.failures.is_empty() {
                     break;
                 }
@@ -340,6 +358,34 @@ impl ConcurrentChecker {
             }
         }
         report
+    }
+
+    /// The crash points of a run: its end, then half of the rest among the three calls
+    /// after each create, rename or unlink (where a namespace change meets the writes
+    /// around it: a rotation, an install, a purge), the other half uniformly.
+    fn crash_points_of(&self, free: &Run, rng: &mut Rng) -> std::collections::BTreeSet<u64> {
+        let mut points = std::collections::BTreeSet::new();
+        points.insert(free.calls);
+        let want = self.crash_points.min(free.calls as usize + 1);
+        let near: Vec<u64> = free
+            .ops
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| matches!(op, OpKind::CreateNew | OpKind::Rename | OpKind::Remove))
+            .flat_map(|(i, _)| (1..=3).map(move |d| i as u64 + d))
+            .filter(|p| *p < free.calls)
+            .collect();
+        let mut tries = 0;
+        while points.len() < want.div_ceil(2) && !near.is_empty() && tries < 4 * want {
+            tries += 1;
+            if let Some(p) = near.get(rng.below(near.len() as u64) as usize) {
+                points.insert(*p);
+            }
+        }
+        while points.len() < want {
+            points.insert(rng.below(free.calls + 1));
+        }
+        points
     }
 
     /// The crash-free run of `seed`: the thread admitted at each call (see
@@ -429,11 +475,17 @@ impl ConcurrentChecker {
     /// Runs the workload for `seed`, crashing before call `crash_at` if given.
     fn run_workload(&self, seed: u64, crash_at: Option<u64>) -> Run {
         let fs = Arc::new(SimFs::new(seed));
-        let sched = Scheduler::new(seed);
+        let sched = scheduler_for(seed);
         fs.set_scheduler(Arc::clone(&sched));
         if let Some(n) = crash_at {
             fs.crash_at(n);
         }
+        let ops = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&ops);
+        fs.set_hook(move |call| {
+            lock(&log).push(call.op);
+            None
+        });
         let acked = AtomicU64::new(0);
         let problems = Mutex::new(Vec::new());
         let truth = Mutex::new(Vec::new());
@@ -445,6 +497,7 @@ impl ConcurrentChecker {
             problem = Some(format!("panic: {}", panic_message(panic.as_ref())));
         }
         let truth = lock(&truth).clone();
+        let ops = lock(&ops).clone();
         Run {
             calls: fs.calls(),
             fs,
@@ -452,6 +505,7 @@ impl ConcurrentChecker {
             acked: acked.load(Ordering::SeqCst),
             grace: sched.grace_decisions(),
             trace: sched.trace(),
+            ops,
             problem,
         }
     }
@@ -500,7 +554,7 @@ impl ConcurrentChecker {
                 s.spawn(move || {
                     let _g = sched.actor(1 + u64::from(a));
                     for n in 0..w.appends {
-                        match store.append(&entry(a, n)) {
+                        match store.append(&entry_padded(a, n, w.pad)) {
                             Ok(seq) if always => ack(seq),
                             Ok(_) => {}
                             Err(e) => return note(stopped(fs, "append", e)),
@@ -535,7 +589,7 @@ impl ConcurrentChecker {
                     let _g = sched.actor(u64::from(POSITION_ACTOR));
                     let cell = store.position("src");
                     for n in 0..w.position_updates {
-                        match store.append(&entry(POSITION_ACTOR, n)) {
+                        match store.append(&entry_padded(POSITION_ACTOR, n, w.pad)) {
                             Ok(seq) => {
                                 if always {
                                     ack(seq);

@@ -55,8 +55,8 @@ mod workload;
 
 pub use bytes::{check_from_bytes, crash_recovery_from_bytes, FUZZ_MAX_OPS};
 pub use concurrent::{
-    entry, Concurrent, ConcurrentChecker, ConcurrentFailure, ConcurrentReport, Entry, Ledger,
-    CHECKPOINT_ACTOR, POSITION_ACTOR, RECOVERY_ACTOR,
+    entry, entry_padded, scheduler_for, Concurrent, ConcurrentChecker, ConcurrentFailure,
+    ConcurrentReport, Entry, Ledger, CHECKPOINT_ACTOR, POSITION_ACTOR, RECOVERY_ACTOR,
 };
 pub use workload::{tick, Op, Tally, Tick, Workload};
 

@@ -118,6 +118,7 @@ mod sched;
 pub use crash::Choices;
 pub use fault::{is_crash, Call, Crashed, Fault, FaultError, OpKind, Rng};
 pub use model::{MAX_FILE_BYTES, SECTOR};
+pub(crate) use sched::point;
 pub use sched::{ActorGuard, Scheduler};
 
 use crate::fs::Fs;
@@ -218,6 +219,7 @@ impl SimFs {
         let mut g = lock(&self.inner);
         g.crashed = true;
         g.locks.clear();
+        switch_off_if_crashed(self.sched.get(), &g);
     }
 
     /// Has the crash point been reached?
@@ -274,8 +276,17 @@ impl SimFs {
     fn enter(&self, op: OpKind, path: &Path) -> io::Result<model::Entered<'_>> {
         let call = gate(self.sched.get(), &self.inner);
         let mut g = lock(&self.inner);
-        g.enter(op, path)?;
+        let entered = g.enter(op, path);
+        switch_off_if_crashed(self.sched.get(), &g);
+        entered?;
         Ok(model::Entered { g, _call: call })
+    }
+}
+
+/// Once the file system has crashed, scheduling points no longer wait.
+fn switch_off_if_crashed(sched: Option<&Arc<Scheduler>>, g: &Inner) {
+    if let (Some(s), true) = (sched, g.crashed) {
+        s.switch_off();
     }
 }
 

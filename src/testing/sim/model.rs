@@ -528,7 +528,9 @@ impl SimFile {
     ) -> io::Result<()> {
         let _call = super::gate(self.sched.as_ref(), &self.fs);
         let mut g = lock(&self.fs);
-        if let Err(e) = g.enter(op, &self.path) {
+        let entered = g.enter(op, &self.path);
+        super::switch_off_if_crashed(self.sched.as_ref(), &g);
+        if let Err(e) = entered {
             if op == OpKind::SyncData && !super::is_crash(&e) {
                 // Linux: a failed `fdatasync` drops the dirty pages (marks them clean
                 // without writing them) and reports the error once; a retried sync

@@ -24,10 +24,33 @@
 //! A workload with neither reproduces its interleaving exactly from the seed
 //! ([`Scheduler::trace`] is the sequence of admitted threads). Once the file system
 //! has crashed, its calls no longer wait at the gate.
+//!
+//! ## Interleaving points besides file-system calls
+//!
+//! A race between two threads that make no file-system call in its window cannot be
+//! scheduled at file-system calls alone: a checkpoint reads the source positions and
+//! then loads the state, with no call in between, and a reader moves its position with
+//! no call at all. So the library marks a few such windows with a *scheduling point*
+//! (compiled only with the `testing` feature): a thread that has already met a
+//! scheduler (as an actor, or at a file-system call) waits there for its turn as at a
+//! call. The points: a position's `set`, and a checkpoint after it read the positions,
+//! after it loaded the state, and before it writes what it loaded. Points are not
+//! file-system calls: they are in [`Scheduler::trace`] but are no crash points.
+//!
+//! ## Two ways to choose
+//!
+//! [`Scheduler::new`] chooses uniformly among the waiting threads, which interleaves
+//! finely but rarely keeps one thread waiting through several calls of another.
+//! [`Scheduler::with_priorities`] gives each thread a random priority and always
+//! admits the highest one waiting, lowering the chosen thread below every other now
+//! and then (probabilistic concurrency testing, after Burckhardt et al.'s PCT): one
+//! thread runs ahead for long stretches while another is held at a point, which is
+//! how ordering bugs of a few steps' depth show up.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::fault::Rng;
@@ -49,6 +72,19 @@ static NEXT_SCHED: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     /// `(scheduler id, key)` of this thread, per scheduler it has met.
     static KEYS: std::cell::RefCell<Vec<(u64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The scheduler this thread met last (its scheduling points wait there).
+    static CURRENT: std::cell::RefCell<Option<Weak<Scheduler>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A scheduling point (see the [module docs](self#interleaving-points-besides-file-system-calls)):
+/// waits for this thread's turn if it has met a scheduler that is still on.
+pub(crate) fn point() {
+    let Some(s) = CURRENT.with(|c| c.borrow().as_ref().and_then(Weak::upgrade)) else {
+        return;
+    };
+    if !s.off.load(Ordering::Acquire) {
+        drop(s.gate());
+    }
 }
 
 #[derive(Debug)]
@@ -71,12 +107,19 @@ struct State {
     settle: Option<(u64, Instant)>,
     trace: Vec<u64>,
     grace_decisions: u64,
+    /// With priorities: each thread's, and the chance (one in this) that a choice
+    /// lowers the chosen thread below every other.
+    priorities: Option<(BTreeMap<u64, u64>, u64)>,
+    /// The next priority a lowered thread gets (below every random one).
+    next_low: u64,
 }
 
 /// The deterministic scheduler. See the [module docs](crate::testing::sim).
 #[derive(Debug)]
 pub struct Scheduler {
     id: u64,
+    /// Switched off (the file system crashed): scheduling points no longer wait.
+    off: AtomicBool,
     state: Mutex<State>,
     cv: Condvar,
 }
@@ -97,6 +140,14 @@ impl Drop for ActorGuard {
         bump(&mut st);
         drop(st);
         KEYS.with(|k| k.borrow_mut().retain(|(s, _)| *s != self.sched.id));
+        CURRENT.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref()
+                .is_some_and(|w| w.as_ptr() == Arc::as_ptr(&self.sched))
+            {
+                *c = None;
+            }
+        });
         self.sched.cv.notify_all();
     }
 }
@@ -148,10 +199,23 @@ fn asleep(tid: u32) -> Option<bool> {
 }
 
 impl Scheduler {
-    /// A scheduler whose choices come from `seed`.
+    /// A scheduler whose choices come from `seed`, uniformly among the waiting threads.
     pub fn new(seed: u64) -> Arc<Self> {
+        Self::build(seed, None)
+    }
+
+    /// A scheduler that admits the waiting thread of highest priority (random per
+    /// thread, from `seed`) and, at one choice in `change_one_in` on average, lowers
+    /// the chosen thread below every other and chooses again. See the
+    /// [module docs](self#two-ways-to-choose).
+    pub fn with_priorities(seed: u64, change_one_in: u64) -> Arc<Self> {
+        Self::build(seed, Some(change_one_in.max(1)))
+    }
+
+    fn build(seed: u64, change_one_in: Option<u64>) -> Arc<Self> {
         Arc::new(Scheduler {
             id: NEXT_SCHED.fetch_add(1, Ordering::Relaxed),
+            off: AtomicBool::new(false),
             state: Mutex::new(State {
                 rng: Rng::new(seed ^ 0x5C4E_D01E),
                 in_call: None,
@@ -163,6 +227,8 @@ impl Scheduler {
                 settle: None,
                 trace: Vec::new(),
                 grace_decisions: 0,
+                priorities: change_one_in.map(|n| (BTreeMap::new(), n)),
+                next_low: UNREGISTERED,
             }),
             cv: Condvar::new(),
         })
@@ -178,9 +244,14 @@ impl Scheduler {
             k.retain(|(s, _)| *s != self.id);
             k.push((self.id, key));
         });
+        CURRENT.with(|c| *c.borrow_mut() = Some(Arc::downgrade(self)));
         let mut st = lock(&self.state);
         st.known.insert(key, Known { tid: current_tid() });
         bump(&mut st);
+        drop(st);
+        // Start at a scheduling point, so that actors spawned together do not race
+        // each other to their first call.
+        drop(self.gate());
         ActorGuard {
             sched: Arc::clone(self),
             key,
@@ -202,6 +273,12 @@ impl Scheduler {
     /// from 2^32 in the order they first made a call).
     pub fn trace(&self) -> Vec<u64> {
         lock(&self.state).trace.clone()
+    }
+
+    /// Switches the scheduling points off (the file system crashed): from now on they
+    /// return at once.
+    pub(super) fn switch_off(&self) {
+        self.off.store(true, Ordering::Release);
     }
 
     /// Choices made while some thread was passed over after the grace period (a
@@ -227,7 +304,13 @@ impl Scheduler {
     }
 
     /// Waits at the gate until this thread is admitted; the guard ends the call.
-    pub(super) fn gate(&self) -> CallGuard<'_> {
+    pub(super) fn gate(self: &Arc<Self>) -> CallGuard<'_> {
+        CURRENT.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref().is_none_or(|w| w.as_ptr() != Arc::as_ptr(self)) {
+                *c = Some(Arc::downgrade(self));
+            }
+        });
         let mut st = lock(&self.state);
         let key = self.key(&mut st);
         st.waiting.insert(key);
@@ -305,13 +388,38 @@ impl Scheduler {
                 st.grace_decisions += 1;
             }
         }
-        let n = st.waiting.len() as u64;
-        let i = st.rng.below(n) as usize;
-        if let Some(&key) = st.waiting.iter().nth(i) {
+        if let Some(key) = choose(&mut st) {
             st.in_call = Some(key);
             st.trace.push(key);
             bump(&mut st);
         }
         st
     }
+}
+
+/// The waiting thread to admit next.
+fn choose(st: &mut State) -> Option<u64> {
+    let State {
+        rng,
+        waiting,
+        priorities,
+        next_low,
+        ..
+    } = st;
+    let Some((prio, change_one_in)) = priorities else {
+        let i = rng.below(waiting.len() as u64) as usize;
+        return waiting.iter().nth(i).copied();
+    };
+    for k in waiting.iter() {
+        // Random priorities sit above every lowered one.
+        prio.entry(*k).or_insert_with(|| rng.next_u64() | (1 << 63));
+    }
+    let top = |prio: &BTreeMap<u64, u64>| waiting.iter().copied().max_by_key(|k| prio.get(k));
+    let first = top(prio)?;
+    if waiting.len() > 1 && rng.below(*change_one_in) == 0 {
+        *next_low = next_low.saturating_sub(1);
+        prio.insert(first, *next_low);
+        return top(prio);
+    }
+    Some(first)
 }
