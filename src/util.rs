@@ -1,12 +1,60 @@
 //! Small helpers shared by every layer.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Locks a mutex, ignoring poisoning: every critical section in snapwal leaves its
 /// data consistent before anything in it can panic.
+///
+/// With the `testing` feature, a thread under the simulated file system's
+/// deterministic scheduler that would block here waits at a scheduling point instead
+/// (and tries again once another thread has had its turn), so that which thread gets
+/// a contended lock follows the schedule, not the kernel.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    #[cfg(feature = "testing")]
+    if crate::testing::sim::scheduled() {
+        loop {
+            match m.try_lock() {
+                Ok(g) => return g,
+                Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => crate::testing::sim::blocked(),
+            }
+        }
+    }
+    lock_raw(m)
+}
+
+/// [`lock`] without the scheduler (for the simulated file system's own locks).
+pub(crate) fn lock_raw<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits on `cv`, whose mutex `m` this thread holds as `guard`, until notified or
+/// `timeout` (if any) passes; may also return early (a spurious wake-up), so callers
+/// wait in a loop on their condition. With the `testing` feature, a thread under the
+/// deterministic scheduler waits at a scheduling point instead of in the kernel (see
+/// [`lock`]).
+pub(crate) fn wait_on<'a, T>(
+    cv: &Condvar,
+    m: &'a Mutex<T>,
+    guard: MutexGuard<'a, T>,
+    timeout: Option<Duration>,
+) -> MutexGuard<'a, T> {
+    #[cfg(feature = "testing")]
+    if crate::testing::sim::scheduled() {
+        drop(guard);
+        crate::testing::sim::blocked();
+        return lock(m);
+    }
+    let _ = m;
+    match timeout {
+        None => cv.wait(guard).unwrap_or_else(|e| e.into_inner()),
+        Some(d) => {
+            cv.wait_timeout(guard, d)
+                .unwrap_or_else(|e| e.into_inner())
+                .0
+        }
+    }
 }
 
 /// The longest wait snapwal computes a deadline for: about a century. A longer

@@ -318,11 +318,12 @@ impl Checkpoints {
                 return Ok(None);
             }
             // Re-check `abort` now and then: it is set without the mutex.
-            g = self
-                .idle_cv
-                .wait_timeout(g, left.min(Duration::from_millis(20)))
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+            g = crate::util::wait_on(
+                &self.idle_cv,
+                &self.idle,
+                g,
+                Some(left.min(Duration::from_millis(20))),
+            );
         }
         drop(g);
         let running = Running(self);

@@ -494,7 +494,7 @@ impl Wal {
             {
                 return Ok(Some(io));
             }
-            let (guard, timed_out) = wait_until(&self.rotated, io, deadline);
+            let (guard, timed_out) = wait_until(&self.rotated, &self.io, io, deadline);
             io = guard;
             if timed_out {
                 return Ok(None);
@@ -659,23 +659,25 @@ impl Drop for EndRotationOnPanic<'_> {
     }
 }
 
-/// Waits on `cv` until notified or `deadline`; `true` when the deadline has passed.
+/// Waits on `cv` (its mutex `m` held as `guard`) until notified or `deadline`; `true`
+/// when the deadline has passed.
 fn wait_until<'a, T>(
     cv: &Condvar,
+    m: &'a Mutex<T>,
     guard: MutexGuard<'a, T>,
     deadline: Option<Instant>,
 ) -> (MutexGuard<'a, T>, bool) {
     match deadline {
-        None => (cv.wait(guard).unwrap_or_else(|e| e.into_inner()), false),
+        None => (crate::util::wait_on(cv, m, guard, None), false),
         Some(deadline) => {
             let now = Instant::now();
             if now >= deadline {
                 return (guard, true);
             }
-            let (guard, _) = cv
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(|e| e.into_inner());
-            (guard, false)
+            (
+                crate::util::wait_on(cv, m, guard, Some(deadline - now)),
+                false,
+            )
         }
     }
 }

@@ -52,7 +52,7 @@ impl Wal {
             }
             // A sync is running; it may cover `seq`. All followers wake together when
             // it ends (a mutex queue would hand over one waiter at a time).
-            let (guard, timed_out) = wait_until(&self.sync_done, leader, deadline);
+            let (guard, timed_out) = wait_until(&self.sync_done, &self.sync_lock, leader, deadline);
             leader = guard;
             if timed_out {
                 return Ok(None);
@@ -120,7 +120,7 @@ impl Wal {
     pub(super) fn lock_disk(&self, deadline: Option<Instant>) -> Result<Option<DiskGuard<'_>>> {
         let mut busy = lock(&self.disk);
         while *busy {
-            let (guard, timed_out) = wait_until(&self.disk_free, busy, deadline);
+            let (guard, timed_out) = wait_until(&self.disk_free, &self.disk, busy, deadline);
             busy = guard;
             if timed_out {
                 return Ok(None);

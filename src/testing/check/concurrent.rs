@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{stopped, STORE_DIR};
 use crate::testing::sim::{Choices, OpKind, Rng, Scheduler, SimFs};
-use crate::util::lock;
+use crate::util::lock_raw as lock;
 use crate::util::panic_message;
 use crate::{
     CheckpointOutcome, CheckpointerConfig, CloseOptions, Options, Position, State, Store,

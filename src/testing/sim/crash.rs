@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::fault::Rng;
 use super::model::{FileData, FileOp, Inner, Node, SECTOR};
 use super::SimFs;
-use crate::util::lock;
+use crate::util::lock_raw as lock;
 
 /// How to build a crash image: the choices of the [module docs](super).
 #[derive(Debug, Clone, PartialEq, Eq)]

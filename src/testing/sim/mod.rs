@@ -118,11 +118,11 @@ mod sched;
 pub use crash::Choices;
 pub use fault::{is_crash, Call, Crashed, Fault, FaultError, OpKind, Rng};
 pub use model::{MAX_FILE_BYTES, SECTOR};
-pub(crate) use sched::point;
+pub(crate) use sched::{blocked, point, scheduled};
 pub use sched::{ActorGuard, Scheduler};
 
 use crate::fs::Fs;
-use crate::util::lock;
+use crate::util::lock_raw as lock;
 use model::{norm, Inner, Node};
 
 /// The simulated file system. See the [module docs](self) for the model.
@@ -293,7 +293,7 @@ fn switch_off_if_crashed(sched: Option<&Arc<Scheduler>>, g: &Inner) {
 /// Waits for this thread's turn at `sched`, unless the file system has crashed.
 fn gate<'a>(sched: Option<&'a Arc<Scheduler>>, inner: &Mutex<Inner>) -> sched::CallGuard<'a> {
     match sched {
-        Some(s) if !lock(inner).crashed => s.gate(),
+        Some(s) if !lock(inner).crashed => s.gate(false),
         _ => sched::CallGuard::none(),
     }
 }

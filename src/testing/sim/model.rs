@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use super::fault::{crash_error, Call, Fault, FaultError, Hook, OpKind, Rng};
 use super::SimFs;
 use crate::fs::{FileBytes, Fs, FsFile, LockGuard};
-use crate::util::lock;
+use crate::util::lock_raw as lock;
 
 /// Sector size: the granularity at which an in-flight write can be torn.
 pub const SECTOR: u64 = 512;

@@ -3,27 +3,29 @@
 //! Threads run for real, but every file-system call of a `SimFs` that has a
 //! [`Scheduler`] first waits at a *gate*, and the scheduler admits exactly one
 //! thread at a time, chosen with a seeded generator among the threads waiting at a
-//! gate. **Only file-system calls are interleaving points**: between two calls a
-//! thread runs freely.
+//! gate. The interleaving points are file-system calls, the library's locks and
+//! condition-variable waits, and a few marked points (below); between two of them a
+//! thread runs alone.
 //!
 //! The scheduler decides who goes next only when no call is in progress and every
 //! thread it knows (the actors that [`Scheduler::actor`] registered, and every other
 //! thread once it has made a call) is either waiting at a gate, blocked (asleep in
-//! the kernel: on a mutex, a condition variable, a sleep — read from
-//! `/proc/self/task/<tid>/stat` on Linux, seen asleep twice 200 µs apart with
-//! nothing changed in between) or gone. So the choices, and with them the whole
-//! interleaving, follow from the seed. Two things can still depend on real time,
-//! and [`Scheduler::grace_decisions`] counts the decisions they touched:
+//! the kernel: a join, a sleep — read from `/proc/self/task/<tid>/stat` on Linux,
+//! seen asleep twice 200 µs apart with nothing changed in between) or gone. So the
+//! choices, and with them the whole interleaving, follow from the seed. Two things
+//! can still depend on real time, and [`Scheduler::grace_decisions`] counts the
+//! decisions they touched:
 //!
 //! - a thread that is neither at a gate nor asleep for longer than the *grace*
 //!   (50 ms; a thread spinning, or a system without `/proc`) is passed over: the
 //!   scheduler decides without it, so nothing can hang on a thread it cannot see;
 //! - background threads that sleep for a real duration (the `Interval` sync thread,
-//!   a periodic checkpointer) wake when the clock says so.
+//!   a periodic checkpointer) wake when the clock says so, and run unscheduled until
+//!   their first file-system call.
 //!
 //! A workload with neither reproduces its interleaving exactly from the seed
 //! ([`Scheduler::trace`] is the sequence of admitted threads). Once the file system
-//! has crashed, its calls no longer wait at the gate.
+//! has crashed, nothing waits at a gate any more.
 //!
 //! ## Interleaving points besides file-system calls
 //!
@@ -36,6 +38,15 @@
 //! call. The points: a position's `set`, and a checkpoint after it read the positions,
 //! after it loaded the state, and before it writes what it loaded. Points are not
 //! file-system calls: they are in [`Scheduler::trace`] but are no crash points.
+//!
+//! The library's own locks and condition-variable waits are points too, for such a
+//! thread: a free lock is taken at once; a contended one (its holder waits at a gate)
+//! makes the thread wait for its turn, which comes only after another thread has had
+//! one, and try again; a wait on a condition variable is a turn given away (the
+//! caller re-checks its condition). So which thread gets a contended lock follows the
+//! schedule rather than the kernel. Without this, a lock released by a thread leaving
+//! a call woke a sleeper that then raced it to the next gate, and a rerun of the same
+//! seed followed the same schedule for only 10 to 60 calls.
 //!
 //! ## Two ways to choose
 //!
@@ -54,7 +65,7 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::fault::Rng;
-use crate::util::lock;
+use crate::util::lock_raw as lock;
 
 /// How long a running thread may go without reaching a gate or sleeping before the
 /// scheduler decides without it.
@@ -76,14 +87,33 @@ thread_local! {
     static CURRENT: std::cell::RefCell<Option<Weak<Scheduler>>> = const { std::cell::RefCell::new(None) };
 }
 
+/// The scheduler this thread is under, if it is still on.
+fn current() -> Option<Arc<Scheduler>> {
+    CURRENT
+        .with(|c| c.borrow().as_ref().and_then(Weak::upgrade))
+        .filter(|s| !s.off.load(Ordering::Acquire))
+}
+
 /// A scheduling point (see the [module docs](self#interleaving-points-besides-file-system-calls)):
 /// waits for this thread's turn if it has met a scheduler that is still on.
 pub(crate) fn point() {
-    let Some(s) = CURRENT.with(|c| c.borrow().as_ref().and_then(Weak::upgrade)) else {
-        return;
-    };
-    if !s.off.load(Ordering::Acquire) {
-        drop(s.gate());
+    if let Some(s) = current() {
+        drop(s.gate(false));
+    }
+}
+
+/// Is this thread under a scheduler that is still on? Its contended locks and
+/// condition-variable waits then go through [`blocked`].
+pub(crate) fn scheduled() -> bool {
+    current().is_some()
+}
+
+/// This thread cannot go on until another thread acts (a lock it wants is held, a
+/// condition it waits for does not hold): it waits for its turn, which comes only
+/// after another thread has had one (unless no other thread can have one).
+pub(crate) fn blocked() {
+    if let Some(s) = current() {
+        drop(s.gate(true));
     }
 }
 
@@ -112,6 +142,11 @@ struct State {
     priorities: Option<(BTreeMap<u64, u64>, u64)>,
     /// The next priority a lowered thread gets (below every random one).
     next_low: u64,
+    /// Admissions so far.
+    admissions: u64,
+    /// Threads waiting because they are blocked, with the admissions count when they
+    /// blocked: not chosen again until another thread has been admitted.
+    blocked: BTreeMap<u64, u64>,
 }
 
 /// The deterministic scheduler. See the [module docs](crate::testing::sim).
@@ -137,6 +172,7 @@ impl Drop for ActorGuard {
         let mut st = lock(&self.sched.state);
         st.known.remove(&self.key);
         st.waiting.remove(&self.key);
+        st.blocked.remove(&self.key);
         bump(&mut st);
         drop(st);
         KEYS.with(|k| k.borrow_mut().retain(|(s, _)| *s != self.sched.id));
@@ -229,6 +265,8 @@ impl Scheduler {
                 grace_decisions: 0,
                 priorities: change_one_in.map(|n| (BTreeMap::new(), n)),
                 next_low: UNREGISTERED,
+                admissions: 0,
+                blocked: BTreeMap::new(),
             }),
             cv: Condvar::new(),
         })
@@ -251,7 +289,7 @@ impl Scheduler {
         drop(st);
         // Start at a scheduling point, so that actors spawned together do not race
         // each other to their first call.
-        drop(self.gate());
+        drop(self.gate(false));
         ActorGuard {
             sched: Arc::clone(self),
             key,
@@ -279,6 +317,7 @@ impl Scheduler {
     /// return at once.
     pub(super) fn switch_off(&self) {
         self.off.store(true, Ordering::Release);
+        self.cv.notify_all();
     }
 
     /// Choices made while some thread was passed over after the grace period (a
@@ -303,8 +342,9 @@ impl Scheduler {
         key
     }
 
-    /// Waits at the gate until this thread is admitted; the guard ends the call.
-    pub(super) fn gate(self: &Arc<Self>) -> CallGuard<'_> {
+    /// Waits at the gate until this thread is admitted (`blocked`: see [`blocked`]);
+    /// the guard ends the call.
+    pub(super) fn gate(self: &Arc<Self>, blocked: bool) -> CallGuard<'_> {
         CURRENT.with(|c| {
             let mut c = c.borrow_mut();
             if c.as_ref().is_none_or(|w| w.as_ptr() != Arc::as_ptr(self)) {
@@ -314,12 +354,23 @@ impl Scheduler {
         let mut st = lock(&self.state);
         let key = self.key(&mut st);
         st.waiting.insert(key);
+        if blocked {
+            let n = st.admissions;
+            st.blocked.insert(key, n);
+        }
         bump(&mut st);
         self.cv.notify_all();
         loop {
             if st.in_call == Some(key) {
                 st.waiting.remove(&key);
                 return CallGuard(Some(self));
+            }
+            if self.off.load(Ordering::Acquire) {
+                // The file system crashed: nothing waits any more.
+                st.waiting.remove(&key);
+                st.blocked.remove(&key);
+                bump(&mut st);
+                return CallGuard(None);
             }
             if st.in_call.is_none() && !st.waiting.is_empty() {
                 st = self.try_decide(st);
@@ -391,6 +442,8 @@ impl Scheduler {
         if let Some(key) = choose(&mut st) {
             st.in_call = Some(key);
             st.trace.push(key);
+            st.admissions += 1;
+            st.blocked.remove(&key);
             bump(&mut st);
         }
         st
@@ -404,8 +457,17 @@ fn choose(st: &mut State) -> Option<u64> {
         waiting,
         priorities,
         next_low,
+        admissions,
+        blocked,
         ..
     } = st;
+    // A blocked thread waits for another thread's turn first, unless none can have one.
+    let ready: BTreeSet<u64> = waiting
+        .iter()
+        .copied()
+        .filter(|k| blocked.get(k) != Some(admissions))
+        .collect();
+    let waiting = if ready.is_empty() { &*waiting } else { &ready };
     let Some((prio, change_one_in)) = priorities else {
         let i = rng.below(waiting.len() as u64) as usize;
         return waiting.iter().nth(i).copied();
