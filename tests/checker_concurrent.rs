@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use snapwal::testing::check::{Concurrent, ConcurrentChecker, ConcurrentReport};
+use snapwal::testing::check::{Case, Concurrent, ConcurrentChecker, ConcurrentReport};
 use snapwal::SyncPolicy;
 
 fn seeds() -> u64 {
@@ -142,5 +142,69 @@ fn background_threads_interleave_and_recover() {
             .seeds(0..8)
             .crash_points(10)
             .random_images(2),
+    );
+}
+
+/// A file system that panics: each sampled call panics instead of crashing, the
+/// workload runs on, and images of its end must still hold every acknowledged event
+/// (the panic reaches one operation; the store may turn read-only, never acknowledge
+/// what was lost, never hang).
+#[test]
+fn panics_in_file_system_calls_never_acknowledge_what_is_lost_or_hang() {
+    for (name, w) in [
+        (
+            "always",
+            Concurrent {
+                sync: SyncPolicy::Always,
+                ..Concurrent::default()
+            },
+        ),
+        ("never", Concurrent::default()),
+        (
+            "never, large events",
+            Concurrent {
+                sync_every: 2,
+                pad: 600,
+                ..Concurrent::default()
+            },
+        ),
+    ] {
+        timed(
+            &format!("panics, {name}"),
+            ConcurrentChecker::new(w)
+                .panics(true)
+                .seeds(0..10)
+                .crash_points(12)
+                .random_images(3),
+        );
+    }
+}
+
+/// Replays one case given as `SNAPWAL_REPLAY='<case>'` (a failure prints the line);
+/// without it, a case of a sampled run replays, and its line round-trips.
+#[test]
+fn replay_one_case() {
+    let case: Case = match std::env::var("SNAPWAL_REPLAY") {
+        Ok(line) => line.parse().expect("SNAPWAL_REPLAY holds a case"),
+        Err(_) => {
+            let checker = ConcurrentChecker::new(Concurrent::default());
+            let (trace, _, _) = checker.interleaving(5);
+            let case = Case {
+                workload: Concurrent::default(),
+                seed: 5,
+                crash_point: Some(trace.len() as u64 / 2),
+                panics: false,
+                bits: vec![false, true, true],
+            };
+            assert_eq!(case.to_string().parse::<Case>(), Ok(case.clone()));
+            case
+        }
+    };
+    eprintln!("replaying {case}");
+    let result = ConcurrentChecker::new(case.workload.clone()).replay(&case);
+    assert!(
+        result.is_ok(),
+        "{}",
+        result.err().map(|f| f.to_string()).unwrap_or_default()
     );
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use snapwal::testing::check::{Concurrent, ConcurrentChecker};
+use snapwal::testing::check::{Case, Concurrent, ConcurrentChecker, ConcurrentFailure};
 use snapwal::testing::mutation::{self, Mutation};
 use snapwal::SyncPolicy;
 
@@ -64,21 +64,36 @@ fn workloads() -> Vec<(&'static str, Concurrent)> {
 }
 
 /// Runs the checker against `m` (or no mutant); returns the workload that killed it
-/// and the images checked until then.
-fn hunt(m: Option<Mutation>, seeds: u64) -> (Option<String>, u64) {
+/// with its failure, whether replaying the failure's case (as its replay line does)
+/// fails again, and the images checked until then.
+fn hunt(m: Option<Mutation>, seeds: u64) -> (Option<(String, ConcurrentFailure, bool)>, u64) {
     mutation::set(m);
     let mut images = 0;
     let mut killer = None;
+    // A planted bug in the panic guards shows only when a call panics.
+    let panics = m == Some(Mutation::PanicUnguarded);
     for (name, w) in workloads() {
-        let report = ConcurrentChecker::new(w)
+        let checker = ConcurrentChecker::new(w)
             .seeds(0..seeds)
             .crash_points(12)
             .random_images(3)
             .stop_at_first(true)
-            .run();
+            .panics(panics)
+            .hang_after(Duration::from_secs(5));
+        let report = checker.run();
         images += report.images;
-        if let Some(f) = report.failures.first() {
-            killer = Some(format!("{name}: {f}"));
+        if let Some(f) = report.failures.into_iter().next() {
+            let case: Case = f
+                .to_string()
+                .split("SNAPWAL_REPLAY='")
+                .nth(1)
+                .and_then(|rest| rest.split('\'').next())
+                .expect("a replay line")
+                .parse()
+                .expect("the replay line parses");
+            assert_eq!(case, f.case);
+            let replayed = checker.replay(&case).is_err();
+            killer = Some((name.to_owned(), f, replayed));
             break;
         }
     }
@@ -101,16 +116,27 @@ fn every_planted_bug_is_found_by_the_concurrent_checker() {
     {
         let start = Instant::now();
         let (killer, images) = hunt(Some(m), 12);
-        eprintln!(
-            "{m:?}: {} after {images} images in {:.2?}",
-            killer
-                .as_deref()
-                .map_or("NOT KILLED", |k| k.lines().next().unwrap_or("")),
-            start.elapsed()
-        );
-        match killer {
-            Some(_) => killed.push(m),
-            None => survived.push(m),
+        match &killer {
+            Some((name, f, replayed)) => {
+                eprintln!(
+                    "{m:?}: {name}: {} after {images} images in {:.2?}; its replay line {}",
+                    f.to_string().lines().next().unwrap_or(""),
+                    start.elapsed(),
+                    if *replayed { "fails again" } else { "passed" },
+                );
+                // Without clock-driven threads a case replays exactly.
+                let clocked = f.case.workload.periodic.is_some()
+                    || matches!(f.case.workload.sync, SyncPolicy::Interval(_));
+                assert!(*replayed || clocked, "{m:?}: its replay passed: {f}");
+                killed.push(m);
+            }
+            None => {
+                eprintln!(
+                    "{m:?}: NOT KILLED after {images} images in {:.2?}",
+                    start.elapsed()
+                );
+                survived.push(m);
+            }
         }
     }
     eprintln!(
@@ -127,6 +153,7 @@ fn every_planted_bug_is_found_by_the_concurrent_checker() {
         Mutation::PurgeOneTooMany,
         Mutation::PositionsAfterLoad,
         Mutation::RotationRace,
+        Mutation::PanicUnguarded,
     ] {
         assert!(killed.contains(&m), "{m:?} survived");
     }

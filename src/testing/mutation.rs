@@ -39,11 +39,18 @@ pub enum Mutation {
     /// read-only: a later sync "succeeds" and acknowledges records whose pages the
     /// kernel dropped ("fsyncgate"). Found by [`Checker::faults`](crate::testing::check::Checker::faults).
     FailedSyncForgotten,
+    /// A panic inside the WAL's file-system calls is not guarded: the log does not
+    /// turn read-only after a panic that took the staged chunks or the unsynced-file
+    /// list (so the next leader acknowledges records whose write or sync never
+    /// happened), and a panic inside segment creation leaves the log "rotating" for
+    /// ever (so every later write waits for ever). Bug 3 of the concurrency review,
+    /// reverted. Found by [`ConcurrentChecker::panics`](crate::testing::check::ConcurrentChecker::panics).
+    PanicUnguarded,
 }
 
 impl Mutation {
     /// Every planted bug.
-    pub const ALL: [Mutation; 8] = [
+    pub const ALL: [Mutation; 9] = [
         Mutation::SkipDirSync,
         Mutation::LyingSync,
         Mutation::AckBeforeSync,
@@ -52,6 +59,7 @@ impl Mutation {
         Mutation::RotationRace,
         Mutation::ReplaceOnInstall,
         Mutation::FailedSyncForgotten,
+        Mutation::PanicUnguarded,
     ];
 
     fn bit(self) -> u32 {

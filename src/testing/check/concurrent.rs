@@ -37,20 +37,19 @@
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{stopped, STORE_DIR};
+use super::actors::{self, Outcome};
+use super::case::Case;
+use super::STORE_DIR;
 use crate::testing::sim::{Choices, OpKind, Rng, Scheduler, SimFs};
 use crate::util::lock_raw as lock;
 use crate::util::panic_message;
-use crate::{
-    CheckpointOutcome, CheckpointerConfig, CloseOptions, Options, Position, State, Store,
-    SyncPolicy,
-};
+use crate::{Options, State, Store, SyncPolicy};
 
 /// The scheduler of seed `seed`: even seeds choose uniformly, odd seeds by priority
 /// (see [`Scheduler::with_priorities`]), lowering the chosen thread at one choice in
@@ -61,6 +60,24 @@ pub fn scheduler_for(seed: u64) -> Arc<Scheduler> {
     } else {
         Scheduler::new(seed)
     }
+}
+
+/// The payload of a panic injected into a file-system call.
+#[derive(Debug)]
+pub(super) struct InjectedPanic;
+
+/// Keeps the panics injected by the checker out of the test output (every other
+/// panic is reported as before).
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<InjectedPanic>().is_none() {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// The state of concurrent checks: every event id, in seq order.
@@ -111,7 +128,7 @@ pub const CHECKPOINT_ACTOR: u32 = 100;
 
 /// A concurrent workload: the actors and the store options. See the
 /// [module docs](crate::testing::check).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Concurrent {
     /// The sync policy (`Interval` runs the store's real sync thread).
     pub sync: SyncPolicy,
@@ -164,7 +181,7 @@ impl Concurrent {
         u64::from(self.appenders) * u64::from(self.appends) + u64::from(self.position_updates)
     }
 
-    fn options(&self, fs: Arc<SimFs>, sync: SyncPolicy) -> Options {
+    pub(super) fn options(&self, fs: Arc<SimFs>, sync: SyncPolicy) -> Options {
         Options::default()
             .sync(sync)
             .segment_bytes(self.segment_bytes)
@@ -176,14 +193,8 @@ impl Concurrent {
 /// A contract violation found by a [`ConcurrentChecker`], with what reproduces it.
 #[derive(Debug, Clone)]
 pub struct ConcurrentFailure {
-    /// The workload.
-    pub workload: Concurrent,
-    /// The interleaving's seed.
-    pub seed: u64,
-    /// The crash point (`None`: the crash-free run).
-    pub crash_point: Option<u64>,
-    /// The image's choices, as given (rebuild it with `Choices::Bits(bits)`).
-    pub bits: Vec<bool>,
+    /// The case: workload, seed, crash point, image.
+    pub case: Case,
     /// The events in seq order as the store held them in memory before the crash.
     pub expected: Vec<u64>,
     /// What went wrong (with the recovered state, when there was one).
@@ -192,20 +203,20 @@ pub struct ConcurrentFailure {
 
 impl fmt::Display for ConcurrentFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let point = self
-            .crash_point
-            .map_or("none".to_owned(), |n| format!("before call {n}"));
+        let c = &self.case;
+        let point = match (c.crash_point, c.panics) {
+            (None, _) => "no crash".to_owned(),
+            (Some(n), false) => format!("crash before call {n}"),
+            (Some(n), true) => format!("call {n} panics"),
+        };
         write!(
             f,
-            "seed {:#x}, crash {point}, {}: {}\n    expected (in-memory order): {:x?}\n    workload: {:?}\n    replay: ConcurrentChecker::new(workload).check_one({:#x}, {:?}, &Choices::Bits(vec!{:?}))",
-            self.seed,
-            Choices::Bits(self.bits.clone()),
+            "seed {:#x}, {point}, {}: {}\n    expected (in-memory order): {:x?}\n    workload: {:?}\n    replay: SNAPWAL_REPLAY='{c}' cargo test --features testing --test checker_concurrent replay_one_case -- --nocapture",
+            c.seed,
+            Choices::Bits(c.bits.clone()),
             self.what,
             self.expected,
-            self.workload,
-            self.seed,
-            self.crash_point,
-            self.bits,
+            c.workload,
         )
     }
 }
@@ -255,6 +266,8 @@ pub struct ConcurrentChecker {
     crash_points: usize,
     random_images: usize,
     stop_at_first: bool,
+    panics: bool,
+    hang_after: Duration,
 }
 
 /// One run of the workload.
@@ -280,7 +293,26 @@ impl ConcurrentChecker {
             crash_points: 8,
             random_images: 3,
             stop_at_first: false,
+            panics: false,
+            hang_after: Duration::from_secs(20),
         }
+    }
+
+    /// Panics instead of crashes: each sampled call panics (as a file system that
+    /// panics would: the panic unwinds through the store into the operation that made
+    /// the call), the workload runs on to its end, and images of the end are checked.
+    /// The store may turn read-only, but must never acknowledge what is not durable,
+    /// and no operation may hang (see [`ConcurrentChecker::hang_after`]).
+    pub fn panics(mut self, on: bool) -> Self {
+        self.panics = on;
+        self
+    }
+
+    /// A run that has not finished after `d` (default 20 s) is a failure ("hung"):
+    /// some thread waits for ever. Its threads are left behind.
+    pub fn hang_after(mut self, d: Duration) -> Self {
+        self.hang_after = d;
+        self
     }
 
     /// The seeds (interleavings) to run.
@@ -395,8 +427,23 @@ impl ConcurrentChecker {
         (run.trace, run.truth, run.grace)
     }
 
-    /// Reruns one case: the interleaving of `seed`, crashed before call `crash_point`
-    /// (`None`: the crash-free run, checked as such), image built from `choices`.
+    /// Reruns one case (the workload and the panic mode are the case's, not this
+    /// checker's): its interleaving, crashed (or panicking) at its point (`None`: the
+    /// crash-free run, checked as such), image built from its bits.
+    pub fn replay(&self, case: &Case) -> Result<(), Box<ConcurrentFailure>> {
+        let mut checker = self.clone();
+        checker.workload = case.workload.clone();
+        checker.panics = case.panics;
+        checker.check_one(
+            case.seed,
+            case.crash_point,
+            &Choices::Bits(case.bits.clone()),
+        )
+    }
+
+    /// Reruns one case of this checker's workload: the interleaving of `seed`,
+    /// crashed before call `crash_point` (`None`: the crash-free run, checked as
+    /// such), image built from `choices`.
     pub fn check_one(
         &self,
         seed: u64,
@@ -432,10 +479,13 @@ impl ConcurrentChecker {
         what: String,
     ) -> ConcurrentFailure {
         ConcurrentFailure {
-            workload: self.workload.clone(),
-            seed,
-            crash_point,
-            bits,
+            case: Case {
+                workload: self.workload.clone(),
+                seed,
+                crash_point,
+                panics: self.panics && crash_point.is_some(),
+                bits,
+            },
             expected: run.truth.clone(),
             what,
         }
@@ -472,152 +522,74 @@ impl ConcurrentChecker {
         None
     }
 
-    /// Runs the workload for `seed`, crashing before call `crash_at` if given.
+    /// Runs the workload for `seed`, crashing before call `crash_at` if given (or,
+    /// with [`ConcurrentChecker::panics`], making that call panic and running on).
     fn run_workload(&self, seed: u64, crash_at: Option<u64>) -> Run {
         let fs = Arc::new(SimFs::new(seed));
         let sched = scheduler_for(seed);
         fs.set_scheduler(Arc::clone(&sched));
-        if let Some(n) = crash_at {
+        let panic_at = crash_at.filter(|_| self.panics);
+        if let (Some(n), false) = (crash_at, self.panics) {
             fs.crash_at(n);
         }
+        let out = Arc::new(Outcome::default());
         let ops = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&ops);
+        let (log, flag) = (Arc::clone(&ops), Arc::clone(&out));
         fs.set_hook(move |call| {
             lock(&log).push(call.op);
+            if panic_at == Some(call.index) {
+                flag.panicked.store(true, Ordering::SeqCst);
+                quiet_panics();
+                // The planted failure itself: a file system that panics.
+                #[allow(clippy::panic)]
+                std::panic::panic_any(InjectedPanic);
+            }
             None
         });
-        let acked = AtomicU64::new(0);
-        let problems = Mutex::new(Vec::new());
-        let truth = Mutex::new(Vec::new());
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            self.drive(&fs, &sched, &acked, &problems, &truth)
-        }));
-        let mut problem = lock(&problems).first().cloned();
-        if let Err(panic) = result {
-            problem = Some(format!("panic: {}", panic_message(panic.as_ref())));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (w, fs2, sched2, out2) = (
+            self.workload.clone(),
+            Arc::clone(&fs),
+            Arc::clone(&sched),
+            Arc::clone(&out),
+        );
+        let driver = std::thread::Builder::new()
+            .name("snapwal-check-drive".into())
+            .spawn(move || {
+                let result =
+                    catch_unwind(AssertUnwindSafe(|| actors::drive(&w, &fs2, &sched2, &out2)));
+                let _ = done_tx.send(result.err().map(|p| panic_message(p.as_ref())));
+            });
+        let mut problem = match driver {
+            Err(e) => Some(format!("could not start the workload's thread: {e}")),
+            Ok(_) => match done_rx.recv_timeout(self.hang_after) {
+                Ok(None) => None,
+                Ok(Some(panic)) => Some(format!("panic: {panic}")),
+                Err(_) => {
+                    // Its threads stay blocked; crashing the file system lets any
+                    // that wait on a call go.
+                    fs.crash_now();
+                    Some(format!(
+                        "hung: the workload did not finish within {:?}",
+                        self.hang_after
+                    ))
+                }
+            },
+        };
+        if problem.is_none() {
+            problem = lock(&out.problems).first().cloned();
         }
-        let truth = lock(&truth).clone();
+        let truth = lock(&out.truth).clone();
         let ops = lock(&ops).clone();
         Run {
             calls: fs.calls(),
             fs,
             truth,
-            acked: acked.load(Ordering::SeqCst),
+            acked: out.acked.load(Ordering::SeqCst),
             grace: sched.grace_decisions(),
             trace: sched.trace(),
             ops,
             problem,
-        }
-    }
-
-    fn drive(
-        &self,
-        fs: &Arc<SimFs>,
-        sched: &Arc<Scheduler>,
-        acked: &AtomicU64,
-        problems: &Mutex<Vec<String>>,
-        truth: &Mutex<Vec<u64>>,
-    ) {
-        let w = &self.workload;
-        let note = |r: Result<(), String>| {
-            if let Err(e) = r {
-                lock(problems).push(e);
-            }
-        };
-        let ack = |seq: u64| {
-            acked.fetch_max(seq, Ordering::SeqCst);
-        };
-        let main = sched.actor(0);
-        let store = match Store::<Ledger>::open(STORE_DIR, w.options(Arc::clone(fs), w.sync)) {
-            Ok(s) => s,
-            Err(e) => return note(stopped(fs, "open", e)),
-        };
-        if let Some(d) = w.periodic {
-            if let Err(e) = store.start_checkpointer(CheckpointerConfig::every(d)) {
-                return note(stopped(fs, "start_checkpointer", e));
-            }
-        }
-        for a in 0..w.appenders {
-            sched.expect(1 + u64::from(a));
-        }
-        if w.checkpoints > 0 {
-            sched.expect(u64::from(CHECKPOINT_ACTOR));
-        }
-        if w.position_updates > 0 {
-            sched.expect(u64::from(POSITION_ACTOR));
-        }
-        drop(main);
-        let always = w.sync == SyncPolicy::Always;
-        std::thread::scope(|s| {
-            for a in 0..w.appenders {
-                let (store, note) = (&store, &note);
-                s.spawn(move || {
-                    let _g = sched.actor(1 + u64::from(a));
-                    for n in 0..w.appends {
-                        match store.append(&entry_padded(a, n, w.pad)) {
-                            Ok(seq) if always => ack(seq),
-                            Ok(_) => {}
-                            Err(e) => return note(stopped(fs, "append", e)),
-                        }
-                        ack(store.durable_seq());
-                        if w.sync_every > 0 && n % w.sync_every == w.sync_every - 1 {
-                            match store.sync() {
-                                Ok(seq) => ack(seq),
-                                Err(e) => return note(stopped(fs, "sync", e)),
-                            }
-                        }
-                    }
-                });
-            }
-            if w.checkpoints > 0 {
-                let (store, note) = (&store, &note);
-                s.spawn(move || {
-                    let _g = sched.actor(u64::from(CHECKPOINT_ACTOR));
-                    for _ in 0..w.checkpoints {
-                        match store.checkpoint() {
-                            Ok(rep) if rep.outcome != CheckpointOutcome::Busy => ack(rep.seq),
-                            Ok(_) => {}
-                            Err(e) => return note(stopped(fs, "checkpoint", e)),
-                        }
-                        ack(store.durable_seq());
-                    }
-                });
-            }
-            if w.position_updates > 0 {
-                let (store, note) = (&store, &note);
-                s.spawn(move || {
-                    let _g = sched.actor(u64::from(POSITION_ACTOR));
-                    let cell = store.position("src");
-                    for n in 0..w.position_updates {
-                        match store.append(&entry_padded(POSITION_ACTOR, n, w.pad)) {
-                            Ok(seq) => {
-                                if always {
-                                    ack(seq);
-                                }
-                                cell.set(Position {
-                                    offset: seq,
-                                    inode: 1,
-                                    timestamp: i64::from(n),
-                                });
-                            }
-                            Err(e) => return note(stopped(fs, "append", e)),
-                        }
-                    }
-                });
-            }
-        });
-        let _main = sched.actor(0);
-        *lock(truth) = store.current().state().events.clone();
-        let closed = if w.final_checkpoint {
-            store.close_with(
-                CloseOptions::default().final_checkpoint(Some(Duration::from_secs(600))),
-            )
-        } else {
-            store.close()
-        };
-        match closed {
-            Ok(rep) => ack(rep.durable_seq),
-            Err(e) => note(stopped(fs, "close", e)),
         }
     }
 

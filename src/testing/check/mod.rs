@@ -48,12 +48,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod actors;
 mod bytes;
+mod case;
 mod concurrent;
 mod images;
 mod workload;
 
 pub use bytes::{check_from_bytes, crash_recovery_from_bytes, FUZZ_MAX_OPS};
+pub use case::Case;
 pub use concurrent::{
     entry, entry_padded, scheduler_for, Concurrent, ConcurrentChecker, ConcurrentFailure,
     ConcurrentReport, Entry, Ledger, CHECKPOINT_ACTOR, POSITION_ACTOR, RECOVERY_ACTOR,

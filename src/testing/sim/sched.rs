@@ -1,62 +1,4 @@
-//! A deterministic scheduler for concurrent workloads on a [`SimFs`](super::SimFs).
-//!
-//! Threads run for real, but every file-system call of a `SimFs` that has a
-//! [`Scheduler`] first waits at a *gate*, and the scheduler admits exactly one
-//! thread at a time, chosen with a seeded generator among the threads waiting at a
-//! gate. The interleaving points are file-system calls, the library's locks and
-//! condition-variable waits, and a few marked points (below); between two of them a
-//! thread runs alone.
-//!
-//! The scheduler decides who goes next only when no call is in progress and every
-//! thread it knows (the actors that [`Scheduler::actor`] registered, and every other
-//! thread once it has made a call) is either waiting at a gate, blocked (asleep in
-//! the kernel: a join, a sleep — read from `/proc/self/task/<tid>/stat` on Linux,
-//! seen asleep twice 200 µs apart with nothing changed in between) or gone. So the
-//! choices, and with them the whole interleaving, follow from the seed. Two things
-//! can still depend on real time, and [`Scheduler::grace_decisions`] counts the
-//! decisions they touched:
-//!
-//! - a thread that is neither at a gate nor asleep for longer than the *grace*
-//!   (50 ms; a thread spinning, or a system without `/proc`) is passed over: the
-//!   scheduler decides without it, so nothing can hang on a thread it cannot see;
-//! - background threads that sleep for a real duration (the `Interval` sync thread,
-//!   a periodic checkpointer) wake when the clock says so, and run unscheduled until
-//!   their first file-system call.
-//!
-//! A workload with neither reproduces its interleaving exactly from the seed
-//! ([`Scheduler::trace`] is the sequence of admitted threads). Once the file system
-//! has crashed, nothing waits at a gate any more.
-//!
-//! ## Interleaving points besides file-system calls
-//!
-//! A race between two threads that make no file-system call in its window cannot be
-//! scheduled at file-system calls alone: a checkpoint reads the source positions and
-//! then loads the state, with no call in between, and a reader moves its position with
-//! no call at all. So the library marks a few such windows with a *scheduling point*
-//! (compiled only with the `testing` feature): a thread that has already met a
-//! scheduler (as an actor, or at a file-system call) waits there for its turn as at a
-//! call. The points: a position's `set`, and a checkpoint after it read the positions,
-//! after it loaded the state, and before it writes what it loaded. Points are not
-//! file-system calls: they are in [`Scheduler::trace`] but are no crash points.
-//!
-//! The library's own locks and condition-variable waits are points too, for such a
-//! thread: a free lock is taken at once; a contended one (its holder waits at a gate)
-//! makes the thread wait for its turn, which comes only after another thread has had
-//! one, and try again; a wait on a condition variable is a turn given away (the
-//! caller re-checks its condition). So which thread gets a contended lock follows the
-//! schedule rather than the kernel. Without this, a lock released by a thread leaving
-//! a call woke a sleeper that then raced it to the next gate, and a rerun of the same
-//! seed followed the same schedule for only 10 to 60 calls.
-//!
-//! ## Two ways to choose
-//!
-//! [`Scheduler::new`] chooses uniformly among the waiting threads, which interleaves
-//! finely but rarely keeps one thread waiting through several calls of another.
-//! [`Scheduler::with_priorities`] gives each thread a random priority and always
-//! admits the highest one waiting, lowering the chosen thread below every other now
-//! and then (probabilistic concurrency testing, after Burckhardt et al.'s PCT): one
-//! thread runs ahead for long stretches while another is held at a point, which is
-//! how ordering bugs of a few steps' depth show up.
+//! The deterministic scheduler ([`Scheduler`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicBool;
@@ -94,7 +36,7 @@ fn current() -> Option<Arc<Scheduler>> {
         .filter(|s| !s.off.load(Ordering::Acquire))
 }
 
-/// A scheduling point (see the [module docs](self#interleaving-points-besides-file-system-calls)):
+/// A scheduling point (see [`Scheduler`'s docs](Scheduler#interleaving-points-besides-file-system-calls)):
 /// waits for this thread's turn if it has met a scheduler that is still on.
 pub(crate) fn point() {
     if let Some(s) = current() {
@@ -149,7 +91,65 @@ struct State {
     blocked: BTreeMap<u64, u64>,
 }
 
-/// The deterministic scheduler. See the [module docs](crate::testing::sim).
+/// A deterministic scheduler for concurrent workloads on a [`SimFs`](super::SimFs).
+///
+/// Threads run for real, but every file-system call of a `SimFs` that has a
+/// [`Scheduler`] first waits at a *gate*, and the scheduler admits exactly one
+/// thread at a time, chosen with a seeded generator among the threads waiting at a
+/// gate. The interleaving points are file-system calls, the library's locks and
+/// condition-variable waits, and a few marked points (below); between two of them a
+/// thread runs alone.
+///
+/// The scheduler decides who goes next only when no call is in progress and every
+/// thread it knows (the actors that [`Scheduler::actor`] registered, and every other
+/// thread once it has made a call) is either waiting at a gate, blocked (asleep in
+/// the kernel: a join, a sleep — read from `/proc/self/task/<tid>/stat` on Linux,
+/// seen asleep twice 200 µs apart with nothing changed in between) or gone. So the
+/// choices, and with them the whole interleaving, follow from the seed. Two things
+/// can still depend on real time, and [`Scheduler::grace_decisions`] counts the
+/// decisions they touched:
+///
+/// - a thread that is neither at a gate nor asleep for longer than the *grace*
+///   (50 ms; a thread spinning, or a system without `/proc`) is passed over: the
+///   scheduler decides without it, so nothing can hang on a thread it cannot see;
+/// - background threads that sleep for a real duration (the `Interval` sync thread,
+///   a periodic checkpointer) wake when the clock says so, and run unscheduled until
+///   their first file-system call.
+///
+/// A workload with neither reproduces its interleaving exactly from the seed
+/// ([`Scheduler::trace`] is the sequence of admitted threads). Once the file system
+/// has crashed, nothing waits at a gate any more.
+///
+/// ## Interleaving points besides file-system calls
+///
+/// A race between two threads that make no file-system call in its window cannot be
+/// scheduled at file-system calls alone: a checkpoint reads the source positions and
+/// then loads the state, with no call in between, and a reader moves its position with
+/// no call at all. So the library marks a few such windows with a *scheduling point*
+/// (compiled only with the `testing` feature): a thread that has already met a
+/// scheduler (as an actor, or at a file-system call) waits there for its turn as at a
+/// call. The points: a position's `set`, and a checkpoint after it read the positions,
+/// after it loaded the state, and before it writes what it loaded. Points are not
+/// file-system calls: they are in [`Scheduler::trace`] but are no crash points.
+///
+/// The library's own locks and condition-variable waits are points too, for such a
+/// thread: a free lock is taken at once; a contended one (its holder waits at a gate)
+/// makes the thread wait for its turn, which comes only after another thread has had
+/// one, and try again; a wait on a condition variable is a turn given away (the
+/// caller re-checks its condition). So which thread gets a contended lock follows the
+/// schedule rather than the kernel. Without this, a lock released by a thread leaving
+/// a call woke a sleeper that then raced it to the next gate, and a rerun of the same
+/// seed followed the same schedule for only 10 to 60 calls.
+///
+/// ## Two ways to choose
+///
+/// [`Scheduler::new`] chooses uniformly among the waiting threads, which interleaves
+/// finely but rarely keeps one thread waiting through several calls of another.
+/// [`Scheduler::with_priorities`] gives each thread a random priority and always
+/// admits the highest one waiting, lowering the chosen thread below every other now
+/// and then (probabilistic concurrency testing, after Burckhardt et al.'s PCT): one
+/// thread runs ahead for long stretches while another is held at a point, which is
+/// how ordering bugs of a few steps' depth show up.
 #[derive(Debug)]
 pub struct Scheduler {
     id: u64,
@@ -243,7 +243,7 @@ impl Scheduler {
     /// A scheduler that admits the waiting thread of highest priority (random per
     /// thread, from `seed`) and, at one choice in `change_one_in` on average, lowers
     /// the chosen thread below every other and chooses again. See the
-    /// [module docs](self#two-ways-to-choose).
+    /// [type docs](Scheduler#two-ways-to-choose).
     pub fn with_priorities(seed: u64, change_one_in: u64) -> Arc<Self> {
         Self::build(seed, Some(change_one_in.max(1)))
     }
