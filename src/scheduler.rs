@@ -231,6 +231,9 @@ impl SchedShared {
             match q.jobs.get_mut(&id) {
                 Some(job) if job.in_flight => {
                     job.removed = true;
+                    if mutant!(CloseLeavesJobRunning) {
+                        return true;
+                    }
                     if left.is_zero() {
                         return false;
                     }

@@ -54,7 +54,7 @@ fn actors_interleave_and_seeds_choose_the_interleaving() {
     assert!(others.len() > 1, "six seeds ran one interleaving");
 }
 
-/// CI's exploration: six workloads, together at least 10,000 crash images.
+/// CI's exploration: seven workloads, together at least 10,000 crash images.
 #[test]
 fn sampled_crash_points_of_concurrent_workloads_recover() {
     let workloads = [
@@ -92,6 +92,16 @@ fn sampled_crash_points_of_concurrent_workloads_recover() {
             },
         ),
         (
+            "never, 3 appenders of large events, no syncs",
+            Concurrent {
+                appenders: 3,
+                appends: 16,
+                sync_every: 0,
+                pad: 600,
+                ..Concurrent::default()
+            },
+        ),
+        (
             "never, a reader moving its position through many checkpoints",
             Concurrent {
                 appenders: 1,
@@ -123,6 +133,42 @@ fn sampled_crash_points_of_concurrent_workloads_recover() {
         start.elapsed()
     );
     assert!(images >= 10_000 || seeds() < 20, "{images} images");
+}
+
+/// Several stores on one shared checkpoint `Scheduler`: a neighbour store appended
+/// to and closed by its own actor while the scheduler checkpoints both (its
+/// interleavings follow the clock, as the periodic checkpoints do). Every image must
+/// recover both stores, and nothing may touch a store's directory once its `close`
+/// returned (I8).
+#[test]
+fn stores_on_a_shared_scheduler_interleave_and_recover() {
+    for (name, w) in [
+        (
+            "shared scheduler, never",
+            Concurrent {
+                neighbour_appends: 12,
+                checkpoints: 0,
+                ..Concurrent::default()
+            },
+        ),
+        (
+            "shared scheduler, always, checkpoints every 1 ms",
+            Concurrent {
+                sync: SyncPolicy::Always,
+                neighbour_appends: 12,
+                periodic: Some(std::time::Duration::from_millis(1)),
+                ..Concurrent::default()
+            },
+        ),
+    ] {
+        timed(
+            name,
+            ConcurrentChecker::new(w)
+                .seeds(0..10)
+                .crash_points(12)
+                .random_images(3),
+        );
+    }
 }
 
 /// The store's own background threads: the `Interval` sync thread and a periodic

@@ -46,11 +46,21 @@ pub enum Mutation {
     /// ever (so every later write waits for ever). Bug 3 of the concurrency review,
     /// reverted. Found by [`ConcurrentChecker::panics`](crate::testing::check::ConcurrentChecker::panics).
     PanicUnguarded,
+    /// Appenders never wait at the staging bound ([`Options::max_staged_bytes`](crate::Options::max_staged_bytes)):
+    /// while a rotation waits on the disk they queue records in memory without limit,
+    /// so a crash of the process loses them all (bug 6 of the concurrency review,
+    /// reverted).
+    StagingUnbounded,
+    /// Closing a store on a shared [`Scheduler`](crate::Scheduler) removes its job
+    /// without waiting for a run in flight, and reports it stopped: the checkpoint
+    /// goes on changing the directory after `close` returned (I8; bug 10 of the
+    /// concurrency review, on a shared scheduler).
+    CloseLeavesJobRunning,
 }
 
 impl Mutation {
     /// Every planted bug.
-    pub const ALL: [Mutation; 9] = [
+    pub const ALL: [Mutation; 11] = [
         Mutation::SkipDirSync,
         Mutation::LyingSync,
         Mutation::AckBeforeSync,
@@ -60,6 +70,8 @@ impl Mutation {
         Mutation::ReplaceOnInstall,
         Mutation::FailedSyncForgotten,
         Mutation::PanicUnguarded,
+        Mutation::StagingUnbounded,
+        Mutation::CloseLeavesJobRunning,
     ];
 
     fn bit(self) -> u32 {

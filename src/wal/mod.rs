@@ -430,6 +430,11 @@ impl Wal {
         first
     }
 
+    /// Are the bytes staged and not yet written within [`Wal::max_staged_bytes`]?
+    fn within_staging_bound(&self) -> bool {
+        self.staged_unwritten_bytes() <= self.max_staged || mutant!(StagingUnbounded)
+    }
+
     /// Waits until `bytes` more can be staged within [`Wal::max_staged_bytes`]: when
     /// the bound would be passed, waits for the rotation in progress (if any) and
     /// writes what is staged. Call it *before* any lock of your own that other
@@ -437,7 +442,10 @@ impl Wal {
     /// [`Wal::stage`].
     pub fn wait_for_room(&self, bytes: u64) -> Result<()> {
         let unwritten = self.staged_unwritten_bytes();
-        if unwritten == 0 || unwritten.saturating_add(bytes) <= self.max_staged {
+        if unwritten == 0
+            || unwritten.saturating_add(bytes) <= self.max_staged
+            || mutant!(StagingUnbounded)
+        {
             return Ok(());
         }
         self.check_writable()?;
@@ -489,9 +497,7 @@ impl Wal {
             if !io.rotating {
                 break;
             }
-            if mode == Mode::NoWait
-                || (!must_write && self.staged_unwritten_bytes() <= self.max_staged)
-            {
+            if mode == Mode::NoWait || (!must_write && self.within_staging_bound()) {
                 return Ok(Some(io));
             }
             let (guard, timed_out) = wait_until(&self.rotated, &self.io, io, deadline);
@@ -539,7 +545,7 @@ impl Wal {
                             // Nothing of this chunk or the ones after it was written.
                             self.put_back(chunk, chunks);
                             mem::forget(fail_on_panic);
-                            if !must_write && self.staged_unwritten_bytes() <= self.max_staged {
+                            if !must_write && self.within_staging_bound() {
                                 return Ok(Some(io));
                             }
                             return Err(e);

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::concurrent::{entry_padded, Concurrent, InjectedPanic, Ledger};
-use super::concurrent::{CHECKPOINT_ACTOR, POSITION_ACTOR};
+use super::concurrent::{CHECKPOINT_ACTOR, NEIGHBOUR_ACTOR, NEIGHBOUR_DIR, POSITION_ACTOR};
 use super::{stopped, STORE_DIR};
-use crate::testing::sim::{Scheduler, SimFs};
+use crate::testing::sim::{Call, Scheduler, SimFs};
 use crate::util::{lock_raw as lock, panic_message};
 use crate::{
     CheckpointOutcome, CheckpointerConfig, CloseOptions, Error, Position, Store, SyncPolicy,
@@ -31,11 +31,34 @@ pub(super) struct Outcome {
     pub(super) truth: Mutex<Vec<u64>>,
     /// An injected panic reached an operation (later errors are its consequences).
     pub(super) panicked: AtomicBool,
+    /// The neighbour store's highest acknowledged seq.
+    pub(super) neighbour_acked: AtomicU64,
+    /// Directories of stores whose `close` has returned: nothing may touch them (I8).
+    closed: Mutex<Vec<&'static str>>,
 }
 
 impl Outcome {
     fn ack(&self, seq: u64) {
         self.acked.fetch_max(seq, Ordering::SeqCst);
+    }
+
+    /// Notes a file-system call under the directory of a store whose `close` has
+    /// returned (the file system's hook calls it for every call).
+    pub(super) fn touched_after_close(&self, call: &Call<'_>) {
+        let closed = lock(&self.closed);
+        if let Some(dir) = closed.iter().find(|d| call.path.starts_with(d)) {
+            let what = format!(
+                "{:?} of {} after the close of {dir} returned (I8)",
+                call.op,
+                call.path.display()
+            );
+            drop(closed);
+            self.note(Err(what));
+        }
+    }
+
+    fn closed(&self, dir: &'static str) {
+        lock(&self.closed).push(dir);
     }
 
     fn note(&self, r: Result<(), String>) {
@@ -81,16 +104,48 @@ pub(super) fn drive(w: &Concurrent, fs: &Arc<SimFs>, sched: &Arc<Scheduler>, out
     }) else {
         return;
     };
-    if let Some(d) = w.periodic {
-        if out
-            .op(fs, "start_checkpointer", || {
-                store.start_checkpointer(CheckpointerConfig::every(d))
-            })
-            .is_err()
-        {
+    // With a neighbour, both stores checkpoint on one shared scheduler.
+    let shared = if w.neighbour_appends > 0 {
+        let Ok(shared) = out.op(fs, "Scheduler::new", || crate::Scheduler::new(1)) else {
             return;
-        }
+        };
+        Some(shared)
+    } else {
+        None
+    };
+    let every = |d: Option<Duration>| CheckpointerConfig::every(d.unwrap_or(NEIGHBOUR_EVERY));
+    let started = match (&shared, w.periodic) {
+        (Some(sh), d) => out.op(fs, "start_checkpointer_on", || {
+            store.start_checkpointer_on(sh, every(d))
+        }),
+        (None, Some(d)) => out.op(fs, "start_checkpointer", || {
+            store.start_checkpointer(CheckpointerConfig::every(d))
+        }),
+        (None, None) => Ok(true),
+    };
+    if started.is_err() {
+        return;
     }
+    let neighbour = match &shared {
+        None => None,
+        Some(sh) => {
+            let Ok(n) = out.op(fs, "open the neighbour", || {
+                Store::<Ledger>::open(NEIGHBOUR_DIR, w.options(Arc::clone(fs), w.sync))
+            }) else {
+                return;
+            };
+            if out
+                .op(fs, "start_checkpointer_on", || {
+                    n.start_checkpointer_on(sh, every(None))
+                })
+                .is_err()
+            {
+                return;
+            }
+            sched.expect(u64::from(NEIGHBOUR_ACTOR));
+            Some(n)
+        }
+    };
     for a in 0..w.appenders {
         sched.expect(1 + u64::from(a));
     }
@@ -140,6 +195,12 @@ pub(super) fn drive(w: &Concurrent, fs: &Arc<SimFs>, sched: &Arc<Scheduler>, out
                 }
             });
         }
+        if let Some(n) = neighbour {
+            s.spawn(move || {
+                let _g = sched.actor(u64::from(NEIGHBOUR_ACTOR));
+                neighbour_actor(w, fs, out, n);
+            });
+        }
         if w.position_updates > 0 {
             s.spawn(move || {
                 let _g = sched.actor(u64::from(POSITION_ACTOR));
@@ -172,5 +233,41 @@ pub(super) fn drive(w: &Concurrent, fs: &Arc<SimFs>, sched: &Arc<Scheduler>, out
     };
     if let Ok(rep) = out.op(fs, "close", move || owned.close_with(closing)) {
         out.ack(rep.durable_seq);
+        out.closed(STORE_DIR);
+    }
+    if let Some(sh) = shared {
+        sh.shutdown(Duration::from_secs(60));
+    }
+}
+
+/// How often the stores on a shared scheduler checkpoint, unless
+/// [`Concurrent::periodic`] says.
+const NEIGHBOUR_EVERY: Duration = Duration::from_millis(2);
+
+/// The neighbour's actor: appends, syncing after every fourth, then closes it while
+/// the shared scheduler may be checkpointing either store.
+fn neighbour_actor(w: &Concurrent, fs: &SimFs, out: &Outcome, n: Store<Ledger>) {
+    let ack = |seq: u64| {
+        out.neighbour_acked.fetch_max(seq, Ordering::SeqCst);
+    };
+    for i in 0..w.neighbour_appends {
+        let Ok(seq) = out.op(fs, "append to the neighbour", || {
+            n.append(&entry_padded(NEIGHBOUR_ACTOR, i, w.pad))
+        }) else {
+            return;
+        };
+        if w.sync == SyncPolicy::Always {
+            ack(seq);
+        }
+        if i % 4 == 3 {
+            let Ok(seq) = out.op(fs, "sync the neighbour", || n.sync()) else {
+                return;
+            };
+            ack(seq);
+        }
+    }
+    if let Ok(rep) = out.op(fs, "close the neighbour", move || n.close()) {
+        ack(rep.durable_seq);
+        out.closed(NEIGHBOUR_DIR);
     }
 }

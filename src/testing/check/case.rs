@@ -69,7 +69,7 @@ impl fmt::Display for Case {
             .collect();
         write!(
             f,
-            "sync={sync};appenders={};appends={};sync_every={};checkpoints={};position_updates={};periodic={periodic};final_checkpoint={};segment_bytes={};keep_snapshots={};pad={};seed={};crash={crash};panic={};bits={bits}",
+            "sync={sync};appenders={};appends={};sync_every={};checkpoints={};position_updates={};periodic={periodic};final_checkpoint={};segment_bytes={};keep_snapshots={};pad={};max_staged_bytes={};neighbour_appends={};seed={};crash={crash};panic={};bits={bits}",
             w.appenders,
             w.appends,
             w.sync_every,
@@ -79,6 +79,8 @@ impl fmt::Display for Case {
             w.segment_bytes,
             w.keep_snapshots,
             w.pad,
+            w.max_staged_bytes,
+            w.neighbour_appends,
             self.seed,
             u8::from(self.panics),
         )
@@ -134,6 +136,8 @@ impl FromStr for Case {
                 "segment_bytes" => w.segment_bytes = num(key, v)?,
                 "keep_snapshots" => w.keep_snapshots = num(key, v)?,
                 "pad" => w.pad = num(key, v)?,
+                "max_staged_bytes" => w.max_staged_bytes = num(key, v)?,
+                "neighbour_appends" => w.neighbour_appends = num(key, v)?,
                 "seed" => case.seed = num(key, v)?,
                 "crash" => case.crash_point = opt_num(key, v)?,
                 "panic" => case.panics = v == "1",

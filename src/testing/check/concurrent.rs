@@ -121,6 +121,11 @@ pub fn entry_padded(actor: u32, n: u32, pad: usize) -> Entry {
 
 /// The actor number of the position updater (appenders are `0..appenders`).
 pub const POSITION_ACTOR: u32 = 200;
+/// The actor number of the neighbour store's appender.
+pub const NEIGHBOUR_ACTOR: u32 = 400;
+/// The neighbour store's directory (see [`Concurrent::neighbour_appends`]).
+pub const NEIGHBOUR_DIR: &str = "/neighbour";
+
 /// The actor number of the event appended after recovery.
 pub const RECOVERY_ACTOR: u32 = 300;
 /// The actor number of the checkpointing thread (it appends nothing).
@@ -153,6 +158,13 @@ pub struct Concurrent {
     /// Each event carries `pad` to `pad + 255` bytes of padding (default 64): larger
     /// events rotate segments more often.
     pub pad: usize,
+    /// [`Options::max_staged_bytes`] (default 4096, its least: the bound a crash of
+    /// the process is checked against).
+    pub max_staged_bytes: u64,
+    /// Events appended to a neighbour store (0: none). With a neighbour, both stores
+    /// checkpoint on one shared [`crate::Scheduler`] (every [`Concurrent::periodic`],
+    /// or 2 ms), and the neighbour's actor closes it while the store's actors run.
+    pub neighbour_appends: u32,
 }
 
 impl Default for Concurrent {
@@ -171,6 +183,8 @@ impl Default for Concurrent {
             segment_bytes: 4096,
             keep_snapshots: 2,
             pad: 64,
+            max_staged_bytes: 4096,
+            neighbour_appends: 0,
         }
     }
 }
@@ -186,6 +200,7 @@ impl Concurrent {
             .sync(sync)
             .segment_bytes(self.segment_bytes)
             .keep_snapshots(self.keep_snapshots)
+            .max_staged_bytes(self.max_staged_bytes)
             .fs(fs)
     }
 }
@@ -280,6 +295,8 @@ struct Run {
     trace: Vec<u64>,
     /// The kind of each file-system call, in order.
     ops: Vec<OpKind>,
+    /// The neighbour store's acknowledged seq.
+    neighbour_acked: u64,
     problem: Option<String>,
 }
 
@@ -375,7 +392,7 @@ impl ConcurrentChecker {
                 for choices in images {
                     let (image, bits) = run.fs.crash_image(&choices);
                     report.images += 1;
-                    match self.check_image(image, &run) {
+                    match self.check_image(image, &run, bits.iter().all(|b| *b)) {
                         Ok(k) => report.images_with_loss += u64::from(k < run.truth.len() as u64),
                         Err(what) => {
                             report
@@ -465,7 +482,7 @@ impl ConcurrentChecker {
             )));
         }
         let (image, bits) = run.fs.crash_image(choices);
-        self.check_image(image, &run)
+        self.check_image(image, &run, bits.iter().all(|b| *b))
             .map(drop)
             .map_err(|what| Box::new(self.failure(seed, crash_point, &run, bits, what)))
     }
@@ -537,6 +554,7 @@ impl ConcurrentChecker {
         let (log, flag) = (Arc::clone(&ops), Arc::clone(&out));
         fs.set_hook(move |call| {
             lock(&log).push(call.op);
+            flag.touched_after_close(call);
             if panic_at == Some(call.index) {
                 flag.panicked.store(true, Ordering::SeqCst);
                 quiet_panics();
@@ -586,6 +604,7 @@ impl ConcurrentChecker {
             fs,
             truth,
             acked: out.acked.load(Ordering::SeqCst),
+            neighbour_acked: out.neighbour_acked.load(Ordering::SeqCst),
             grace: sched.grace_decisions(),
             trace: sched.trace(),
             ops,
@@ -593,8 +612,69 @@ impl ConcurrentChecker {
         }
     }
 
+    /// The neighbour store of the image recovers its own events, in order, at least
+    /// as many as it acknowledged.
+    fn check_neighbour(&self, image: &Arc<SimFs>, run: &Run) -> Result<(), String> {
+        let opts = self.workload.options(Arc::clone(image), SyncPolicy::Never);
+        let store = Store::<Ledger>::open(NEIGHBOUR_DIR, opts)
+            .map_err(|e| format!("recovery of the neighbour failed: {e}"))?;
+        let k = store.seq();
+        let want: Vec<u64> = (0..k)
+            .map(|n| u64::from(NEIGHBOUR_ACTOR) << 32 | n)
+            .collect();
+        if store.current().state().events != want {
+            return Err(format!(
+                "the neighbour's recovered events at seq {k} are not its first {k}: {:x?}",
+                store.current().state().events
+            ));
+        }
+        if k < run.neighbour_acked {
+            return Err(format!(
+                "the neighbour recovered seq {k}, below its acknowledged {}",
+                run.neighbour_acked
+            ));
+        }
+        store
+            .close()
+            .map_err(|e| format!("close of the neighbour failed: {e}"))?;
+        Ok(())
+    }
+
+    /// A crash of the process loses at most the bytes staged in memory: at most
+    /// [`Options::max_staged_bytes`] plus one batch (here one event) per appending
+    /// thread (the WAL's staging bound; I9).
+    fn staged_loss_within_bound(&self, run: &Run, k: u64) -> Result<(), String> {
+        let w = &self.workload;
+        let frame = |id: u64| -> u64 {
+            let e = entry_padded((id >> 32) as u32, id as u32, w.pad);
+            postcard::to_allocvec(&e).map_or(0, |b| b.len() as u64)
+                + crate::format::FRAME_HEADER_LEN as u64
+        };
+        let lost: Vec<u64> = run
+            .truth
+            .iter()
+            .skip(k as usize)
+            .map(|id| frame(*id))
+            .collect();
+        let threads = u64::from(w.appenders) + u64::from(w.position_updates > 0);
+        let largest = lost.iter().copied().max().unwrap_or(0);
+        let bound = w.max_staged_bytes + threads * largest;
+        let bytes: u64 = lost.iter().sum();
+        if bytes > bound {
+            return Err(format!(
+                "a crash of the process lost {} events ({bytes} bytes) written to no file, past the staging bound of {bound} bytes",
+                lost.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// Recovers `image` and checks it (see the module docs). Returns the recovered seq.
-    fn check_image(&self, image: SimFs, run: &Run) -> Result<u64, String> {
+    ///
+    /// `all_kept`: every write that reached the OS survived, as at a crash of the
+    /// process rather than of the machine; under `Never` and `Interval` the events
+    /// lost then are only those staged in memory, within the staging bound.
+    fn check_image(&self, image: SimFs, run: &Run, all_kept: bool) -> Result<u64, String> {
         let image = Arc::new(image);
         let result = catch_unwind(AssertUnwindSafe(|| -> Result<u64, String> {
             let opts = self.workload.options(Arc::clone(&image), SyncPolicy::Never);
@@ -621,6 +701,9 @@ impl ConcurrentChecker {
                     "recovered seq {k}, below the acknowledged {}",
                     run.acked
                 ));
+            }
+            if all_kept && !self.panics {
+                self.staged_loss_within_bound(run, k)?;
             }
             for (name, p) in store.positions() {
                 if p.offset > k {
@@ -652,6 +735,9 @@ impl ConcurrentChecker {
             store
                 .close()
                 .map_err(|e| format!("second close failed: {e}"))?;
+            if self.workload.neighbour_appends > 0 {
+                self.check_neighbour(&image, run)?;
+            }
             Ok(k)
         }));
         match result {
