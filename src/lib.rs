@@ -28,6 +28,15 @@ macro_rules! sched_point {
     }};
 }
 
+/// A marked moment for the deterministic scheduler (`crate::testing::sim`'s
+/// `Mark`): `(label, path)`. Nothing without the `testing` feature.
+macro_rules! sched_mark {
+    ($label:expr, $path:expr) => {{
+        #[cfg(feature = "testing")]
+        $crate::testing::sim::mark($label, $path);
+    }};
+}
+
 #[cfg(feature = "async")]
 pub mod async_api;
 pub mod backup;

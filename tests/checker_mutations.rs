@@ -180,6 +180,7 @@ fn every_planted_bug_is_found_by_the_concurrent_checker() {
         Mutation::PanicUnguarded,
         Mutation::StagingUnbounded,
         Mutation::CloseLeavesJobRunning,
+        Mutation::CloseWithoutCancel,
     ] {
         assert!(killed.contains(&m), "{m:?} survived");
     }

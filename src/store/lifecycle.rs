@@ -209,6 +209,7 @@ impl<S: State> Store<S> {
         let inner = Arc::clone(&self.inner);
         let thread_abort = Arc::clone(&abort);
         let (tx, rx) = std::sync::mpsc::channel();
+        sched_mark!("final", &self.inner.dir);
         let spawned = std::thread::Builder::new()
             .name("snapwal-final-checkpoint".into())
             .spawn(move || {
@@ -306,7 +307,10 @@ impl<S: State> Store<S> {
         self.inner.stop.stop();
         #[cfg(feature = "async")]
         self.inner.wal.stop_syncer();
-        self.inner.ck.cancel.store(true, Ordering::SeqCst);
+        if !mutant!(CloseWithoutCancel) {
+            self.inner.ck.cancel.store(true, Ordering::SeqCst);
+        }
+        sched_mark!("cancel", &self.inner.dir);
         // Take the checkpointer out first: its lock is not held while waiting.
         let attached = lock(&self.checkpointer).take();
         let mut abandoned = attached.map_or(0, |c| c.detach(deadline));

@@ -56,11 +56,15 @@ pub enum Mutation {
     /// goes on changing the directory after `close` returned (I8; bug 10 of the
     /// concurrency review, on a shared scheduler).
     CloseLeavesJobRunning,
+    /// `close` does not cancel the store's running checkpoint: it waits for it to
+    /// finish, which installs its snapshot (bug 9 of the concurrency review, where a
+    /// store on a shared scheduler closed in `thread_timeout` instead of 6 ms).
+    CloseWithoutCancel,
 }
 
 impl Mutation {
     /// Every planted bug.
-    pub const ALL: [Mutation; 11] = [
+    pub const ALL: [Mutation; 12] = [
         Mutation::SkipDirSync,
         Mutation::LyingSync,
         Mutation::AckBeforeSync,
@@ -72,6 +76,7 @@ impl Mutation {
         Mutation::PanicUnguarded,
         Mutation::StagingUnbounded,
         Mutation::CloseLeavesJobRunning,
+        Mutation::CloseWithoutCancel,
     ];
 
     fn bit(self) -> u32 {

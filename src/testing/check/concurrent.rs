@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use super::actors::{self, Outcome};
 use super::case::Case;
 use super::STORE_DIR;
-use crate::testing::sim::{Choices, OpKind, Rng, Scheduler, SimFs};
+use crate::testing::sim::{Choices, Mark, OpKind, Rng, Scheduler, SimFs};
 use crate::util::lock_raw as lock;
 use crate::util::panic_message;
 use crate::{Options, State, Store, SyncPolicy};
@@ -60,6 +60,52 @@ pub fn scheduler_for(seed: u64) -> Arc<Scheduler> {
     } else {
         Scheduler::new(seed)
     }
+}
+
+/// One file-system call of a run, as the checker logs it.
+#[derive(Debug, Clone)]
+struct Logged {
+    op: OpKind,
+    /// The path (a rename's source).
+    path: std::path::PathBuf,
+    /// The scheduler's turn count at the call (its own turn included).
+    turn: u64,
+}
+
+/// A checkpoint that `close` cancelled installs nothing: no temp file whose last
+/// sync came after the cancellation is renamed into place after it, until the final
+/// checkpoint of `close` (if any) starts.
+fn installed_after_cancel(ops: &[Logged], marks: &[Mark]) -> Option<String> {
+    for m in marks.iter().filter(|m| m.label == "cancel") {
+        let until = marks
+            .iter()
+            .find(|f| f.label == "final" && f.path == m.path && f.turn >= m.turn)
+            .map_or(u64::MAX, |f| f.turn);
+        for (i, c) in ops.iter().enumerate().filter(|(_, c)| c.turn <= until) {
+            let temp = c
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
+            if c.op != OpKind::Rename || c.turn <= m.turn || !temp || !c.path.starts_with(&m.path) {
+                continue;
+            }
+            let synced = ops.get(..i).and_then(|before| {
+                before
+                    .iter()
+                    .rev()
+                    .find(|s| s.op == OpKind::SyncData && s.path == c.path)
+            });
+            if synced.is_some_and(|s| s.turn > m.turn) {
+                return Some(format!(
+                    "{} was synced after close cancelled the checkpoint of {} and then installed",
+                    c.path.display(),
+                    m.path.display()
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// The payload of a panic injected into a file-system call.
@@ -293,8 +339,8 @@ struct Run {
     acked: u64,
     grace: u64,
     trace: Vec<u64>,
-    /// The kind of each file-system call, in order.
-    ops: Vec<OpKind>,
+    /// Every file-system call, in order.
+    ops: Vec<Logged>,
     /// The neighbour store's acknowledged seq.
     neighbour_acked: u64,
     problem: Option<String>,
@@ -420,7 +466,7 @@ impl ConcurrentChecker {
             .ops
             .iter()
             .enumerate()
-            .filter(|(_, op)| matches!(op, OpKind::CreateNew | OpKind::Rename | OpKind::Remove))
+            .filter(|(_, c)| matches!(c.op, OpKind::CreateNew | OpKind::Rename | OpKind::Remove))
             .flat_map(|(i, _)| (1..=3).map(move |d| i as u64 + d))
             .filter(|p| *p < free.calls)
             .collect();
@@ -551,9 +597,13 @@ impl ConcurrentChecker {
         }
         let out = Arc::new(Outcome::default());
         let ops = Arc::new(Mutex::new(Vec::new()));
-        let (log, flag) = (Arc::clone(&ops), Arc::clone(&out));
+        let (log, flag, turns) = (Arc::clone(&ops), Arc::clone(&out), Arc::clone(&sched));
         fs.set_hook(move |call| {
-            lock(&log).push(call.op);
+            lock(&log).push(Logged {
+                op: call.op,
+                path: call.path.to_path_buf(),
+                turn: turns.turns(),
+            });
             flag.touched_after_close(call);
             if panic_at == Some(call.index) {
                 flag.panicked.store(true, Ordering::SeqCst);
@@ -597,8 +647,11 @@ impl ConcurrentChecker {
         if problem.is_none() {
             problem = lock(&out.problems).first().cloned();
         }
-        let truth = lock(&out.truth).clone();
         let ops = lock(&ops).clone();
+        if problem.is_none() {
+            problem = installed_after_cancel(&ops, &sched.marks());
+        }
+        let truth = lock(&out.truth).clone();
         Run {
             calls: fs.calls(),
             fs,

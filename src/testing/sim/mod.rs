@@ -118,8 +118,8 @@ mod sched;
 pub use crash::Choices;
 pub use fault::{is_crash, Call, Crashed, Fault, FaultError, OpKind, Rng};
 pub use model::{MAX_FILE_BYTES, SECTOR};
-pub(crate) use sched::{blocked, point, scheduled};
-pub use sched::{ActorGuard, Scheduler};
+pub(crate) use sched::{blocked, mark, point, scheduled};
+pub use sched::{ActorGuard, Mark, Scheduler};
 
 use crate::fs::Fs;
 use crate::util::lock_raw as lock;

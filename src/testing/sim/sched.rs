@@ -44,6 +44,34 @@ pub(crate) fn point() {
     }
 }
 
+/// Records a marked moment of this thread's run (see [`Scheduler::marks`]), if it
+/// is under a scheduler that is still on.
+pub(crate) fn mark(label: &'static str, path: &std::path::Path) {
+    if let Some(s) = current() {
+        let mut st = lock(&s.state);
+        let turn = st.admissions;
+        st.marks.push(Mark {
+            label,
+            path: path.to_path_buf(),
+            turn,
+        });
+    }
+}
+
+/// A moment the library marked (with the `testing` feature) on a scheduled thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// What happened: `"cancel"`, when `close` has cancelled the store's checkpoint
+    /// (a checkpoint that reaches its next cancellation check after it installs
+    /// nothing); `"final"`, when `close` starts its final checkpoint (after which the
+    /// store checkpoints again).
+    pub label: &'static str,
+    /// The store's directory.
+    pub path: std::path::PathBuf,
+    /// The turns given before it ([`Scheduler::turns`] at that moment).
+    pub turn: u64,
+}
+
 /// Is this thread under a scheduler that is still on? Its contended locks and
 /// condition-variable waits then go through [`blocked`].
 pub(crate) fn scheduled() -> bool {
@@ -89,6 +117,7 @@ struct State {
     /// Threads waiting because they are blocked, with the admissions count when they
     /// blocked: not chosen again until another thread has been admitted.
     blocked: BTreeMap<u64, u64>,
+    marks: Vec<Mark>,
 }
 
 /// A deterministic scheduler for concurrent workloads on a [`SimFs`](super::SimFs).
@@ -267,6 +296,7 @@ impl Scheduler {
                 next_low: UNREGISTERED,
                 admissions: 0,
                 blocked: BTreeMap::new(),
+                marks: Vec::new(),
             }),
             cv: Condvar::new(),
         })
@@ -311,6 +341,17 @@ impl Scheduler {
     /// from 2^32 in the order they first made a call).
     pub fn trace(&self) -> Vec<u64> {
         lock(&self.state).trace.clone()
+    }
+
+    /// Turns given so far (admissions at a call or point); during an admitted call,
+    /// that call's turn is the last one counted.
+    pub fn turns(&self) -> u64 {
+        lock(&self.state).admissions
+    }
+
+    /// The moments the library marked on scheduled threads, in order.
+    pub fn marks(&self) -> Vec<Mark> {
+        lock(&self.state).marks.clone()
     }
 
     /// Switches the scheduling points off (the file system crashed): from now on they
