@@ -206,8 +206,11 @@ impl Scheduler {
 
     /// A scheduler that admits the waiting thread of highest priority (random per
     /// thread, from `seed`) and, at one choice in `change_one_in` on average, lowers
-    /// the chosen thread below every other and chooses again. See the
-    /// [module docs](self#two-ways-to-choose).
+    /// the chosen thread below every other and chooses again (probabilistic
+    /// concurrency testing, after Burckhardt et al.'s PCT): one thread runs ahead for
+    /// long stretches while another is held at a point, which is how ordering bugs of
+    /// a few steps' depth show up. [`Scheduler::new`] interleaves more finely but
+    /// rarely keeps one thread waiting through several calls of another.
     pub fn with_priorities(seed: u64, change_one_in: u64) -> Arc<Self> {
         Self::build(seed, Some(change_one_in.max(1)))
     }
