@@ -45,8 +45,10 @@ pub struct OpenReport {
     /// A torn tail that was cut: (segment, offset, bytes).
     pub torn_tail: Option<(PathBuf, u64, u64)>,
     /// The new names of the files moved aside: segments under
-    /// [`RecoveryPolicy::SalvagePrefix`](crate::RecoveryPolicy::SalvagePrefix), and the
-    /// damaged snapshots of [`snapshots_skipped`](Self::snapshots_skipped).
+    /// [`RecoveryPolicy::SalvagePrefix`](crate::RecoveryPolicy::SalvagePrefix), a last
+    /// segment that holds no valid record but holds bytes (a torn first record, or
+    /// damage; under every policy), and the damaged snapshots of
+    /// [`snapshots_skipped`](Self::snapshots_skipped).
     pub quarantined: Vec<PathBuf>,
     /// Snapshot temp files left by a crash and removed.
     pub temp_files_removed: usize,

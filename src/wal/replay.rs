@@ -39,7 +39,9 @@ pub struct ReplayReport {
     pub bytes_replayed: u64,
     /// A torn tail that was cut: (segment, offset, bytes).
     pub torn_tail: Option<(PathBuf, u64, u64)>,
-    /// Segments moved aside by [`RecoveryPolicy::SalvagePrefix`].
+    /// Segments moved aside: by [`RecoveryPolicy::SalvagePrefix`], and a last segment
+    /// that holds no valid record but holds bytes (a torn first record, or damage),
+    /// under every policy.
     pub quarantined: Vec<PathBuf>,
 }
 
@@ -276,9 +278,10 @@ pub(crate) fn replay_with(
             Err(HeaderError::Short | HeaderError::Zeroed) if is_last => {
                 // Created but never written before a crash (or, for a reader, not yet
                 // written by the live writer): it holds no record.
+                let holds_bytes = bytes.iter().any(|&b| b != 0);
                 drop(bytes);
                 if !read_only {
-                    remove_empty_segment(fs, dir, path)?;
+                    clear_recordless_segment(fs, dir, path, holds_bytes, &mut report)?;
                 }
                 break;
             }
@@ -371,10 +374,11 @@ pub(crate) fn replay_with(
         }
         if is_last && expected == *first {
             // No valid record at all: its name would clash with the next segment.
+            let holds_bytes = matches!(scan.end(), Some(ScanEnd::Torn { .. }));
             drop(bytes);
             read.pop();
             if !read_only {
-                remove_empty_segment(fs, dir, path)?;
+                clear_recordless_segment(fs, dir, path, holds_bytes, &mut report)?;
             }
         }
     }
@@ -398,10 +402,29 @@ pub(crate) fn replay_with(
     Ok((report, cursor))
 }
 
-fn remove_empty_segment(fs: &dyn Fs, dir: &Path, path: &Path) -> Result<()> {
-    tracing::warn!(segment = %path.display(), "removing a WAL segment that holds no valid record");
-    fs.remove_file(path)
-        .map_err(|e| Error::io("remove empty segment", path, e))?;
+/// Frees the name of the last segment, which holds no valid record (its name would
+/// clash with the next segment's). An empty one (zeros only: created, never written
+/// before a crash) is removed; one that holds other bytes (a torn first record, or
+/// damage: bit rot or a misdirected write over records that were durable) is moved
+/// aside to a `.corrupt` name and listed in the report, never deleted.
+fn clear_recordless_segment(
+    fs: &dyn Fs,
+    dir: &Path,
+    path: &Path,
+    holds_bytes: bool,
+    report: &mut ReplayReport,
+) -> Result<()> {
+    if holds_bytes {
+        let aside =
+            crate::fs::move_aside(fs, path).map_err(|e| Error::io("rename aside", path, e))?;
+        tracing::warn!(segment = %path.display(), moved_to = %aside.display(),
+            "the last WAL segment holds no valid record, but holds bytes; moved it aside");
+        report.quarantined.push(aside);
+    } else {
+        tracing::warn!(segment = %path.display(), "removing a WAL segment that holds no valid record");
+        fs.remove_file(path)
+            .map_err(|e| Error::io("remove empty segment", path, e))?;
+    }
     fs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))
 }
 

@@ -24,6 +24,10 @@
 //! The crash-free run is checked too: after every reopen the store holds every event
 //! appended, and every seq returned is the expected one.
 //!
+//! [`Checker::rot`] damages durable files instead (bit rot, misdirected writes,
+//! latent read errors; see [`Rot`]): every open must then give a typed error naming
+//! the damaged file, or a correct recovery that loses only what the contract allows.
+//!
 //! The checker is generic over the state, so you can run it with your own
 //! [`State`] and a function that makes the `i`-th event; [`Tally`] and [`tick`] are a
 //! small ready-made pair. [`crash_recovery_from_bytes`] is the body of a cargo-fuzz
@@ -53,6 +57,7 @@ mod bytes;
 mod case;
 mod concurrent;
 mod images;
+mod rot;
 mod workload;
 
 pub use bytes::{check_from_bytes, crash_recovery_from_bytes, FUZZ_MAX_OPS};
@@ -61,7 +66,8 @@ pub use concurrent::{
     entry, entry_padded, scheduler_for, Concurrent, ConcurrentChecker, ConcurrentFailure,
     ConcurrentReport, Entry, Ledger, CHECKPOINT_ACTOR, POSITION_ACTOR, RECOVERY_ACTOR,
 };
-pub use workload::{tick, Op, Tally, Tick, Workload};
+pub use rot::{Rot, RotReport};
+pub use workload::{tick, Op, Tally, Tick, Workload, POSITION_INODE, POSITION_NAME};
 
 use crate::testing::sim::{is_crash, Choices, Fault, FaultError, Rng, SimFs};
 use crate::util::panic_message;
@@ -590,6 +596,11 @@ where
                     };
                     store = s;
                 }
+                Op::MovePosition => store.position(POSITION_NAME).set(crate::Position {
+                    offset: p.appended,
+                    inode: POSITION_INODE,
+                    timestamp: 0,
+                }),
                 Op::DropReopen => {
                     drop(store);
                     let Some(s) = self.open(fs, p, model)? else {

@@ -26,7 +26,19 @@ pub enum Op {
     /// Drop the store without closing it (a process crash: the page cache survives),
     /// then open again.
     DropReopen,
+    /// Moves the source position [`POSITION_NAME`] to the seq of the last event
+    /// appended (`offset` = that seq, `inode` = [`POSITION_INODE`]), so that the next
+    /// checkpoint saves it: with the snapshot, or in a positions record when no event
+    /// was appended since the last one.
+    MovePosition,
 }
+
+/// The name of the position [`Op::MovePosition`] moves.
+pub const POSITION_NAME: &str = "source";
+
+/// The `inode` of every position [`Op::MovePosition`] saves: a restored position
+/// with another one was never saved.
+pub const POSITION_INODE: u64 = 0x5eed;
 
 /// A workload: operations and the store options they run with.
 #[derive(Debug, Clone)]

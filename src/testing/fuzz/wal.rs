@@ -141,13 +141,17 @@ fn expect_replay(
     let next = after + 1;
     let Some(m) = model else {
         return match SegmentHeader::decode(data) {
-            Err(HeaderError::Short | HeaderError::Zeroed) => Expect::Ok {
-                events: Vec::new(),
-                next_seq: next,
-                torn: None,
-                removed: true,
-                quarantined: false,
-            },
+            // Never written: removed; holding other bytes (damage): moved aside.
+            Err(HeaderError::Short | HeaderError::Zeroed) => {
+                let holds_bytes = data.iter().any(|&b| b != 0);
+                Expect::Ok {
+                    events: Vec::new(),
+                    next_seq: next,
+                    torn: None,
+                    removed: !holds_bytes,
+                    quarantined: holds_bytes,
+                }
+            }
             Err(HeaderError::BadMagic) => Expect::Err("BadMagic", None),
             Err(HeaderError::Version(_)) => Expect::Err("UnsupportedVersion", None),
             _ if policy == RecoveryPolicy::SalvagePrefix => Expect::Ok {
@@ -179,8 +183,9 @@ fn expect_replay(
         events,
         next_seq: scanned_next.max(next),
         torn,
-        removed: m.records.is_empty(),
-        quarantined: false,
+        // No valid record: removed when nothing follows the header, else moved aside.
+        removed: m.records.is_empty() && torn.is_none(),
+        quarantined: m.records.is_empty() && torn.is_some(),
     }
 }
 

@@ -172,6 +172,8 @@ impl Inner {
                         durable: bytes.clone(),
                         visible: bytes,
                         pending: Vec::new(),
+                        // A property of the medium: it survives the crash.
+                        unreadable: f.unreadable.clone(),
                     })
                 }
                 Some(Node::Dir) | None => Node::Dir,

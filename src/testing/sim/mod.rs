@@ -79,8 +79,14 @@
 //! ([`SimFs::crash_all_dropped`]). The image has every byte durable, no pending
 //! operation, no lock held, no fault and no crash point, and its own call counter.
 //!
-//! **What is not modeled:** bit rot and sector corruption (bytes are never changed to
-//! values nobody wrote), and metadata other than names and sizes. A failed
+//! **Damage to durable data** is not a crash choice: a test applies it on purpose
+//! ([`SimFs::flip_byte`], [`SimFs::misdirect_write`], [`SimFs::latent_read_error`], or
+//! [`SimFs::damage`] with a [`Damage`]), usually to a crash image before opening a
+//! store on it. A latent read error makes every [`Fs::read`] of the file fail with
+//! `EIO`, like a `read(2)`; on a real file system a store that maps the file would get
+//! `SIGBUS` instead.
+//!
+//! **What is not modeled:** metadata other than names and sizes. A failed
 //! `sync_data` leaves the pending operations pending (unlike Linux, which may drop the
 //! dirty pages: snapwal never trusts a file after a failed sync). Files are limited
 //! to 1 GiB (`ENOSPC` past it). Every byte lives in memory, preallocated ones too: give
@@ -113,11 +119,13 @@ use std::sync::{Arc, Mutex};
 mod crash;
 mod fault;
 mod model;
+mod rot;
 mod sched;
 
 pub use crash::Choices;
 pub use fault::{is_crash, Call, Crashed, Fault, FaultError, OpKind, Rng};
 pub use model::{MAX_FILE_BYTES, SECTOR};
+pub use rot::Damage;
 pub(crate) use sched::{blocked, mark, point, scheduled};
 pub use sched::{ActorGuard, Mark, Scheduler};
 

@@ -29,6 +29,9 @@ pub(super) struct FileData {
     pub(super) durable: Vec<u8>,
     pub(super) visible: Vec<u8>,
     pub(super) pending: Vec<FileOp>,
+    /// Sectors (by index) with a latent read error: a read of the file fails with
+    /// `EIO` while one of them is within its size (see [`SimFs::latent_read_error`]).
+    pub(super) unreadable: std::collections::BTreeSet<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -161,7 +164,7 @@ fn to_usize(n: u64) -> io::Result<usize> {
 }
 
 /// Applies one file operation to `buf`.
-fn apply_op(buf: &mut Vec<u8>, op: &FileOp) -> io::Result<()> {
+pub(super) fn apply_op(buf: &mut Vec<u8>, op: &FileOp) -> io::Result<()> {
     match op {
         FileOp::Write { offset, data } => {
             let start = to_usize(*offset)?;
@@ -181,8 +184,20 @@ fn apply_op(buf: &mut Vec<u8>, op: &FileOp) -> io::Result<()> {
 impl FileData {
     fn push(&mut self, op: FileOp) -> io::Result<()> {
         apply_op(&mut self.visible, &op)?;
+        if let FileOp::Write { offset, data } = &op {
+            // A drive remaps a sector with a latent error when it is written.
+            let end = offset.saturating_add(data.len() as u64);
+            let (lo, hi) = (offset / SECTOR, end.div_ceil(SECTOR));
+            self.unreadable.retain(|s| !(lo..hi).contains(s));
+        }
         self.pending.push(op);
         Ok(())
+    }
+
+    /// Whether a read of the whole file meets a sector with a latent read error.
+    pub(super) fn read_fails(&self) -> bool {
+        let sectors = (self.visible.len() as u64).div_ceil(SECTOR);
+        self.unreadable.range(..sectors).next().is_some()
     }
 }
 
@@ -377,6 +392,10 @@ impl Fs for SimFs {
         let g = self.enter(OpKind::Read, path)?;
         let p = norm(path)?;
         match g.node(&p) {
+            Some((_, Node::File(f))) if f.read_fails() => {
+                tracing::debug!(path = %p.display(), "latent read error");
+                Err(FaultError::Eio.to_io())
+            }
             Some((_, Node::File(f))) => Ok(FileBytes::from_vec(f.visible.clone())),
             Some((_, Node::Dir)) => Err(io::Error::new(
                 io::ErrorKind::IsADirectory,
