@@ -64,6 +64,18 @@ fn faults_then_crashes_recover_what_was_acknowledged_and_catch_a_forgotten_failu
     }
     mutation::set(Some(Mutation::FailedSyncForgotten));
     let report = run(SyncPolicy::Always);
+    // A fault failure prints its own replay line, and replaying it fails again.
+    let replayed = report.failures.iter().find(|f| f.image.is_some()).map(|f| {
+        let (point, error) = (f.crash_point.expect("a point"), f.fault.expect("a fault"));
+        (
+            f.to_string(),
+            Checker::tally(workload(SyncPolicy::Always)).check_fault(
+                point,
+                error,
+                &Choices::Bits(f.bits.clone()),
+            ),
+        )
+    });
     mutation::set(None);
     eprintln!("FailedSyncForgotten: {report}");
     let found = report
@@ -71,6 +83,12 @@ fn faults_then_crashes_recover_what_was_acknowledged_and_catch_a_forgotten_failu
         .first()
         .expect("a store that forgets a failed fdatasync is caught");
     assert!(found.what.contains("injected"), "{found}");
+    let (shown, again) = replayed.expect("an image failure");
+    assert!(shown.contains(").check_fault("), "{shown}");
+    assert!(
+        again.is_err(),
+        "the fault replay reproduces the failure: {shown}"
+    );
 
     // A crash-point failure prints a replay line, and replaying it fails the same way.
     mutation::set(Some(Mutation::LyingSync));

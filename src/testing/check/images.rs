@@ -32,9 +32,9 @@ where
             None => what,
         };
         if let Some(what) = problem {
-            report
-                .failures
-                .push(self.failure(Some(point), None, Vec::new(), label(what)));
+            let mut failure = self.failure(Some(point), None, Vec::new(), label(what));
+            failure.fault = fault;
+            report.failures.push(failure);
             return;
         }
         let mut images = vec![Choices::AllDropped, Choices::AllKept];
@@ -50,12 +50,9 @@ where
                     report.recovery_images += out.recovery_images;
                 }
                 Err(what) => {
-                    report.failures.push(self.failure(
-                        Some(point),
-                        Some(choices),
-                        bits,
-                        label(what),
-                    ));
+                    let mut failure = self.failure(Some(point), Some(choices), bits, label(what));
+                    failure.fault = fault;
+                    report.failures.push(failure);
                 }
             }
         }

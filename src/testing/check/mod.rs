@@ -91,6 +91,8 @@ pub struct Failure {
     /// Every choice answer given to build the image: pass
     /// `Choices::Bits(bits)` to [`Checker::check_one`] to rebuild it.
     pub bits: Vec<bool>,
+    /// The fault injected at the crash point's call ([`Checker::faults`]), if any.
+    pub fault: Option<FaultError>,
     /// What went wrong.
     pub what: String,
 }
@@ -105,12 +107,18 @@ impl fmt::Display for Failure {
                     write!(f, ", image {img}")?;
                 }
                 write!(f, ", {}: {}", Choices::Bits(self.bits.clone()), self.what)?;
-                if self.image.is_some() && !self.what.contains(" injected at call ") {
-                    write!(
+                match (&self.image, self.fault) {
+                    (Some(_), None) => write!(
                         f,
                         "\n    replay: checker.seed({:#x}).check_one({n}, &Choices::Bits(vec!{:?}))",
                         self.seed, self.bits
-                    )?;
+                    )?,
+                    (_, Some(e)) => write!(
+                        f,
+                        "\n    replay: checker.seed({:#x}).check_fault({n}, FaultError::{e:?}, &Choices::Bits(vec!{:?}))",
+                        self.seed, self.bits
+                    )?,
+                    (None, None) => {}
                 }
                 Ok(())
             }
@@ -399,6 +407,38 @@ where
             .map_err(|what| self.failure(Some(crash_point), Some(choices.clone()), bits, what))
     }
 
+    /// Reruns one fault case: `error` injected at call `call` (the workload carries
+    /// on to its end), image built from `choices`. What a failure found by
+    /// [`Checker::faults`] prints as its replay.
+    pub fn check_fault(
+        &self,
+        call: u64,
+        error: FaultError,
+        choices: &Choices,
+    ) -> Result<ImageOutcome, Failure> {
+        let mut model = Model {
+            events: &self.events,
+            states: Vec::new(),
+        };
+        let fail = |image, bits, what: String| {
+            let mut f = self.failure(
+                Some(call),
+                image,
+                bits,
+                format!("after {error:?} injected at call {call}: {what}"),
+            );
+            f.fault = Some(error);
+            f
+        };
+        let (fs, progress, problem) = self.run_workload_with(None, Some((call, error)), &mut model);
+        if let Some(what) = problem {
+            return Err(fail(None, Vec::new(), what));
+        }
+        let (image, bits) = fs.crash_image(choices);
+        self.check_image(image, progress, &mut model)
+            .map_err(|what| fail(Some(choices.clone()), bits, what))
+    }
+
     fn failure(
         &self,
         crash_point: Option<u64>,
@@ -411,6 +451,7 @@ where
             crash_point,
             image,
             bits,
+            fault: None,
             what,
         }
     }

@@ -86,9 +86,11 @@
 //! `EIO`, like a `read(2)`; on a real file system a store that maps the file would get
 //! `SIGBUS` instead.
 //!
-//! **What is not modeled:** metadata other than names and sizes. A failed
-//! `sync_data` leaves the pending operations pending (unlike Linux, which may drop the
-//! dirty pages: snapwal never trusts a file after a failed sync). Files are limited
+//! A failed `sync_data` behaves as on Linux: the file's pending operations are
+//! dropped (marked clean without reaching the disk, though reads still see them) and
+//! the error is reported once; a retried sync then succeeds with that data gone.
+//!
+//! **What is not modeled:** metadata other than names and sizes. Files are limited
 //! to 1 GiB (`ENOSPC` past it). Every byte lives in memory, preallocated ones too: give
 //! the store small [`Options::segment_bytes`](crate::Options::segment_bytes).
 //!
