@@ -201,9 +201,10 @@ pub(crate) struct Recovered {
     pub(crate) newest: Option<(Seq, Saved)>,
     /// The generation the next record gets.
     pub(crate) next_generation: u64,
-    /// Records that did not validate (skipped, with the reason; older positions are
-    /// always safe to resume from).
-    pub(crate) skipped: usize,
+    /// Records newer than the one used that did not validate (skipped, with a
+    /// warning; older positions are always safe to resume from). Recovery moves them
+    /// aside.
+    pub(crate) skipped: Vec<std::path::PathBuf>,
     /// The store id of the record used (the only id an empty store has on disk).
     pub(crate) store_id: Option<u64>,
 }
@@ -236,7 +237,7 @@ pub(crate) fn recover(
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e,
                     "positions record does not validate; using older positions");
-                out.skipped += 1;
+                out.skipped.push(path.clone());
             }
         }
     }

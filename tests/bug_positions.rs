@@ -175,7 +175,9 @@ fn positions_of_an_empty_store_are_saved_and_restored() {
 }
 
 /// A damaged positions record is skipped with a warning: the positions of the snapshot
-/// (older, so safe to resume from) are restored instead, and nothing fails.
+/// (older, so safe to resume from) are restored instead, nothing fails, and the
+/// damaged record is moved aside as `.corrupt` (kept for inspection, never read again,
+/// never deleted by a later cleanup).
 #[test]
 fn damaged_positions_record_falls_back_to_the_snapshot_positions() {
     let dir = tempfile::tempdir().unwrap();
@@ -202,5 +204,19 @@ fn damaged_positions_record_falls_back_to_the_snapshot_positions() {
     let (store, log) = logs::capture(|| open(dir.path(), SyncPolicy::Always));
     assert_eq!(store.position("a").get(), at(1));
     assert!(log.contains("positions record does not validate"), "{log}");
+    let aside = record.with_file_name(format!(
+        "{}.corrupt",
+        record.file_name().unwrap().to_str().unwrap()
+    ));
+    assert!(!record.exists(), "the damaged record left its name");
+    assert_eq!(std::fs::read(&aside).unwrap(), bytes, "its bytes are kept");
+    // Later checkpoints and cleanups leave it alone.
+    store.position("a").set(at(11));
+    store.append(&Entry::new(1, 2)).unwrap();
+    store.checkpoint().unwrap();
+    store.close().unwrap();
+    assert_eq!(std::fs::read(&aside).unwrap(), bytes);
+    let store = open(dir.path(), SyncPolicy::Always);
+    assert_eq!(store.position("a").get(), at(11));
     store.close().unwrap();
 }

@@ -47,8 +47,9 @@ pub struct OpenReport {
     /// The new names of the files moved aside: segments under
     /// [`RecoveryPolicy::SalvagePrefix`](crate::RecoveryPolicy::SalvagePrefix), a last
     /// segment that holds no valid record but holds bytes (a torn first record, or
-    /// damage; under every policy), and the damaged snapshots of
-    /// [`snapshots_skipped`](Self::snapshots_skipped).
+    /// damage; under every policy), the damaged snapshots of
+    /// [`snapshots_skipped`](Self::snapshots_skipped), and damaged positions records
+    /// newer than the one recovery used.
     pub quarantined: Vec<PathBuf>,
     /// Snapshot temp files left by a crash and removed.
     pub temp_files_removed: usize,
@@ -165,20 +166,23 @@ impl<S: State> Store<S> {
         // checkpoint at the same seq can install a good one (installs never replace).
         // A damaged file left under its final name could later be taken for a snapshot
         // that exists, so a failure here fails the open rather than only warning.
-        for (path, _) in &report.snapshots_skipped {
-            let aside = crate::fs::move_aside(fs.as_ref(), path)
-                .map_err(|e| Error::io("rename aside", path, e))?;
-            tracing::warn!(snapshot = %path.display(), moved_to = %aside.display(),
-                "moved a damaged snapshot aside");
-            report.quarantined.push(aside);
-        }
-        if !report.snapshots_skipped.is_empty() {
-            fs.sync_dir(&snap_dir)
-                .map_err(|e| Error::io("fsync dir", &snap_dir, e))?;
-        }
+        let damaged: Vec<PathBuf> = report
+            .snapshots_skipped
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect();
+        move_aside_all(fs.as_ref(), &snap_dir, &damaged, &mut report.quarantined)?;
 
         // Positions saved after the base snapshot, with a state recovery reached (I10).
+        // Damaged records newer than the one used are moved aside too (kept for
+        // inspection, never read again), not left for cleanup to delete.
         let records = position::recover(fs.as_ref(), &pos_dir, known_id, snap_seq, seq)?;
+        move_aside_all(
+            fs.as_ref(),
+            &pos_dir,
+            &records.skipped,
+            &mut report.quarantined,
+        )?;
         if let Some((_, newer)) = records.newest {
             saved_positions = newer;
         }
@@ -276,6 +280,30 @@ pub(crate) struct Recovered<S> {
     pub(crate) cursor: Option<LogCursor>,
     /// Snapshots that did not validate (newest first), with the reason.
     pub(crate) skipped: Vec<(PathBuf, String)>,
+}
+
+/// Moves each damaged file of `dir` aside (`<name>.corrupt`, or a unique variant),
+/// adds the new names to `quarantined`, and syncs `dir` if anything moved. A failure
+/// fails the open: a damaged file left under its final name could later be taken
+/// for one that validates.
+fn move_aside_all(
+    fs: &dyn Fs,
+    dir: &Path,
+    damaged: &[PathBuf],
+    quarantined: &mut Vec<PathBuf>,
+) -> Result<()> {
+    for path in damaged {
+        let aside =
+            crate::fs::move_aside(fs, path).map_err(|e| Error::io("rename aside", path, e))?;
+        tracing::warn!(file = %path.display(), moved_to = %aside.display(),
+            "moved a damaged file aside");
+        quarantined.push(aside);
+    }
+    if !damaged.is_empty() {
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io("fsync dir", dir, e))?;
+    }
+    Ok(())
 }
 
 /// Recovery's reading half, shared by [`Store::open`] and [`Reader`](crate::Reader):
