@@ -351,8 +351,17 @@ fn reclaim<S: State>(inner: StoreInner<S>) {
     reclaimer::free(Box::new((published, writer)));
 }
 
+/// Frees versions the writer let go of on the reclaimer thread (freeing a large state
+/// takes as long as copying it), unless there are none.
+pub(super) fn free_in_background<S: State>(released: Vec<Arc<crate::Versioned<S>>>) {
+    if !released.is_empty() {
+        reclaimer::free(Box::new(released));
+    }
+}
+
 /// One thread per process that frees large values handed to it, so that a caller
-/// (`close` with [`CloseOptions::drop_in_background`]) does not pay for it.
+/// (`close` with [`CloseOptions::drop_in_background`], an appender whose writer let
+/// go of a version) does not pay for it.
 mod reclaimer {
     use std::sync::mpsc::{channel, Sender};
     use std::sync::{Mutex, OnceLock};

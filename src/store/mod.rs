@@ -270,7 +270,7 @@ impl<S: State> Store<S> {
         match produced? {
             Err(e) => Ok(Err(e)),
             Ok((version, released)) => {
-                drop(released);
+                lifecycle::free_in_background(released);
                 inner.finish(Arc::clone(&version), (timer, 1, bytes))?;
                 Ok(Ok(version))
             }
@@ -468,7 +468,7 @@ impl<S: State> Inner<S> {
         let bytes = scratch.frame_bytes();
         scratch.put_back();
         let (version, released) = staged?;
-        drop(released);
+        lifecycle::free_in_background(released);
         Ok((version, bytes))
     }
 

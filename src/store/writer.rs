@@ -12,6 +12,11 @@
 //!   cheap the writer makes it at once; once a copy took longer than [`SLOW_CLONE`],
 //!   it is made on a background thread and joins the pool when ready. The writer
 //!   clones on its own thread only when every spare is held and none is being made.
+//! - **The writer catches up at most [`MAX_CATCH_UP`] events per spare**: it uses
+//!   the free spare least behind, and lets go of a free spare further behind (the
+//!   version a checkpoint held through its write comes back with every event of that
+//!   time) instead of replaying them on its thread; a fresh copy takes its place.
+//!   Versions let go of are freed on the reclaimer thread, never the writer's.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -28,6 +33,10 @@ const MAX_SPARES: usize = 2;
 /// The most events the writer keeps for its spares to catch up with. A spare further
 /// behind (a version a reader holds for a long time) is let go instead.
 pub(crate) const MAX_LOG: usize = 1 << 16;
+
+/// A free spare further behind than this many events is let go rather than caught
+/// up on the writer's thread (see [`Writer::release_far_behind`]).
+pub(crate) const MAX_CATCH_UP: u64 = 256;
 
 /// A clone on the writer's thread slower than this makes the writer prepare its next
 /// spare on a background thread instead.
@@ -73,11 +82,17 @@ impl<S: State> Writer<S> {
     /// the writer section).
     pub(super) fn take_free_version(&mut self) -> (Arc<Versioned<S>>, Vec<Arc<Versioned<S>>>) {
         self.collect_prepared();
-        if let Some(i) = self
+        // The free spare least behind: usually the version published before
+        // `current`, one batch behind, while the one a checkpoint held comes back far
+        // behind.
+        let freshest = self
             .spares
             .iter_mut()
-            .position(|s| Arc::get_mut(s).is_some())
-        {
+            .enumerate()
+            .filter_map(|(i, s)| Arc::get_mut(s).map(|v| (i, v.seq)))
+            .max_by_key(|(_, seq)| *seq)
+            .map(|(i, _)| i);
+        if let Some(i) = freshest {
             let mut spare = self.spares.swap_remove(i);
             if let Some(v) = Arc::get_mut(&mut spare) {
                 // A panic in `apply` here drops the half-caught-up spare (it is out of
@@ -88,8 +103,10 @@ impl<S: State> Writer<S> {
                     }
                 }
                 v.seq = self.current.seq;
+                // Only now: letting spares go trims the log this one needed.
+                let released = self.release_far_behind();
                 self.trim_log();
-                return (spare, Vec::new());
+                return (spare, released);
             }
         }
         // Every spare is held. Keep them, unless the pool is full: then the one
@@ -188,6 +205,26 @@ impl<S: State> Writer<S> {
         self.trim_log();
         self.fill_pool();
         released
+    }
+
+    /// Takes out of the pool the free spares more than [`MAX_CATCH_UP`] events
+    /// behind: catching one up would replay that many events on the writer's thread
+    /// (a version a checkpoint held for its whole write comes back with every event
+    /// of that time), while a fresh copy is made off it or is cheap (see
+    /// [`Writer::fill_pool`]).
+    fn release_far_behind(&mut self) -> Vec<Arc<Versioned<S>>> {
+        let newest = self.current.seq;
+        let (far, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.spares).into_iter().partition(|s| {
+                newest.saturating_sub(s.seq) > MAX_CATCH_UP
+                    && Arc::strong_count(s) == 1
+                    && Arc::weak_count(s) == 0
+            });
+        self.spares = keep;
+        if !far.is_empty() {
+            self.trim_log();
+        }
+        far
     }
 
     /// Takes the spare furthest behind out of the pool.
