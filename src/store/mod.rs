@@ -36,14 +36,20 @@
 //! The writer keeps a pool of two spares with the events they missed (at most
 //! 65,536), and keeps it full: while copying the state is cheap it copies `current`
 //! at once; once a copy took longer than 1 ms, the next one is made on a background
-//! thread (see `writer`). So the version a checkpoint holds is never the only spare,
-//! and it comes back to the pool when the checkpoint ends. Only when every spare is
-//! held and none is being made does the writer clone `current` on its own thread (a
-//! large state recovered at open pays this once, at its first append).
+//! thread (see `writer`). So the version a checkpoint holds is never the only spare.
+//! The writer uses the free spare least behind (normally one batch behind) and
+//! catches a spare up by at most 256 events on its own thread: the version a
+//! checkpoint held through its write comes back with every event of that time, so it
+//! is let go of (freed on the reclaimer thread) and a fresh copy takes its place,
+//! made off the writer's thread when copying is slow. Only when every spare is held
+//! and none is being made does the writer clone `current` on its own thread (a large
+//! state recovered at open pays this once, at its first append). No O(state) work,
+//! copy or free, runs on an appender's thread after that.
 //!
-//! Memory: up to three full copies for a plain state (`current` and two spares); for
-//! a structurally shared state one copy plus the paths each copy touched since they
-//! diverged (about 1x).
+//! Memory: up to three full copies for a plain state (`current` and two spares),
+//! plus a fourth for a moment while a copy is made after a checkpoint and the copy it
+//! replaces waits to be freed; for a structurally shared state one copy plus the
+//! paths each copy touched since they diverged (about 1x).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
