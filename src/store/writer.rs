@@ -5,18 +5,20 @@
 //!
 //! - **A spare is used only when nobody else holds it** (`Arc::get_mut`), and only
 //!   after replaying every event it missed, in seq order, from the log.
-//! - **The log keeps every event some spare (or a copy being prepared) still needs,
-//!   and at most [`MAX_LOG`] of them**: a spare further behind is let go.
+//! - **The log keeps every event some spare (or a version being prepared) still
+//!   needs, and at most [`MAX_LOG`] of them**: a spare further behind is let go.
+//! - **The writer catches a spare up by at most [`MAX_CATCH_UP`] events on its own
+//!   thread**: it uses the free spare least behind, and hands a free spare further
+//!   behind (the version a checkpoint held through its write comes back with every
+//!   event of that time) to a background thread, with the log's batches it missed
+//!   (shared, not copied), to catch up there.
 //! - **The pool is kept full** ([`MAX_SPARES`]), so that the version a checkpoint
 //!   holds never leaves the writer without a free spare: while a copy of the state is
 //!   cheap the writer makes it at once; once a copy took longer than [`SLOW_CLONE`],
 //!   it is made on a background thread and joins the pool when ready. The writer
 //!   clones on its own thread only when every spare is held and none is being made.
-//! - **The writer catches up at most [`MAX_CATCH_UP`] events per spare**: it uses
-//!   the free spare least behind, and lets go of a free spare further behind (the
-//!   version a checkpoint held through its write comes back with every event of that
-//!   time) instead of replaying them on its thread; a fresh copy takes its place.
-//!   Versions let go of are freed on the reclaimer thread, never the writer's.
+//! - **No version is freed on the writer's thread**: versions let go of go to the
+//!   reclaimer thread.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -34,17 +36,20 @@ const MAX_SPARES: usize = 2;
 /// behind (a version a reader holds for a long time) is let go instead.
 pub(crate) const MAX_LOG: usize = 1 << 16;
 
-/// A free spare further behind than this many events is let go rather than caught
-/// up on the writer's thread (see [`Writer::release_far_behind`]).
+/// A free spare further behind than this many events is caught up on a background
+/// thread rather than on the writer's.
 pub(crate) const MAX_CATCH_UP: u64 = 256;
 
 /// A clone on the writer's thread slower than this makes the writer prepare its next
 /// spare on a background thread instead.
 pub(crate) const SLOW_CLONE: Duration = Duration::from_millis(1);
 
-/// A copy of a version being cloned on a background thread; the slot is filled when
-/// it is ready.
+/// A version being made ready on a background thread (a copy of `current`, or a
+/// spare catching up); the slot is filled when it is ready.
 type Prepared<S> = Arc<Mutex<Option<Arc<Versioned<S>>>>>;
+
+/// One publication's events, shared between the log and background catch-ups.
+type Batch<E> = Arc<[E]>;
 
 /// The writer's versions: the published one and the spares it applies the next
 /// appends to in place (see the module docs).
@@ -54,13 +59,37 @@ pub(crate) struct Writer<S: State> {
     /// Older versions, each behind `current` by the events of `log` after its seq; at
     /// most [`MAX_SPARES`].
     spares: Vec<Arc<Versioned<S>>>,
-    /// Every event after the oldest spare's seq, with its seq, in seq order.
-    log: VecDeque<(Seq, S::Event)>,
-    /// A spare being cloned on a background thread, from the version at this seq
+    /// Every event after the oldest spare's seq, in batches with the seq of their
+    /// first event, in seq order.
+    log: VecDeque<(Seq, Batch<S::Event>)>,
+    /// Events in `log`.
+    logged: usize,
+    /// A version being made ready on a background thread, which will be at this seq
     /// (the log keeps every event after it).
     preparing: Option<(Seq, Prepared<S>)>,
     /// The last clone of the state took longer than [`SLOW_CLONE`].
     slow_clone: bool,
+}
+
+/// Applies the events of `log` after `v.seq`, through `to`. Looks only at the
+/// batches it needs (from the back: a spare is usually one batch behind).
+fn catch_up<S: State>(v: &mut Versioned<S>, log: &VecDeque<(Seq, Batch<S::Event>)>, to: Seq) {
+    let from = v.seq;
+    let needed = log
+        .iter()
+        .rev()
+        .take_while(|(first, batch)| {
+            first.saturating_add(batch.len() as u64) > from.saturating_add(1)
+        })
+        .count();
+    for (first, batch) in log.range(log.len() - needed..) {
+        for (seq, e) in (*first..).zip(batch.iter()) {
+            if seq > from && seq <= to {
+                v.state.apply(e);
+            }
+        }
+    }
+    v.seq = to;
 }
 
 impl<S: State> Writer<S> {
@@ -69,22 +98,23 @@ impl<S: State> Writer<S> {
             current,
             spares: Vec::new(),
             log: VecDeque::new(),
+            logged: 0,
             preparing: None,
             slow_clone: false,
         }
     }
 
     /// A version equal to `current` that only this thread holds, to apply the next
-    /// events to in place: a spare that no reader, checkpoint or durable pointer holds
-    /// any more, caught up with the events it missed; otherwise a clone of `current`
-    /// (the fallback), keeping the held spares for later (they come back when their
-    /// holders let go). The versions returned second were let go of (to drop outside
-    /// the writer section).
+    /// events to in place: the free spare least behind (one that no reader,
+    /// checkpoint or durable pointer holds any more), caught up with the events it
+    /// missed; otherwise a clone of `current` (the fallback), keeping the held spares
+    /// for later (they come back when their holders let go). The versions returned
+    /// second were let go of (to free off the writer's thread).
     pub(super) fn take_free_version(&mut self) -> (Arc<Versioned<S>>, Vec<Arc<Versioned<S>>>) {
-        self.collect_prepared();
-        // The free spare least behind: usually the version published before
-        // `current`, one batch behind, while the one a checkpoint held comes back far
-        // behind.
+        let mut released = self.collect_prepared();
+        // Usually the version published before `current`, one batch behind; the one
+        // a checkpoint held comes back far behind and is caught up in the background
+        // (see `fill_pool`).
         let freshest = self
             .spares
             .iter_mut()
@@ -97,21 +127,14 @@ impl<S: State> Writer<S> {
             if let Some(v) = Arc::get_mut(&mut spare) {
                 // A panic in `apply` here drops the half-caught-up spare (it is out of
                 // the pool already); the log still serves the others.
-                for (seq, e) in &self.log {
-                    if *seq > v.seq {
-                        v.state.apply(e);
-                    }
-                }
-                v.seq = self.current.seq;
-                // Only now: letting spares go trims the log this one needed.
-                let released = self.release_far_behind();
+                let to = self.current.seq;
+                catch_up(v, &self.log, to);
                 self.trim_log();
                 return (spare, released);
             }
         }
         // Every spare is held. Keep them, unless the pool is full: then the one
         // furthest behind goes (whoever holds it last frees it).
-        let mut released = Vec::new();
         if self.spares.len() >= MAX_SPARES {
             released.extend(self.release_oldest());
         }
@@ -126,35 +149,71 @@ impl<S: State> Writer<S> {
         copy
     }
 
-    /// Fills the pool up to [`MAX_SPARES`], so that a version a checkpoint holds
-    /// never leaves the writer without a free spare: while copying the state is
-    /// cheap, a copy of `current` now (a state that grows from empty fills its pool
-    /// while small); once it is slow, on a background thread.
+    /// Keeps the pool ready, one background job at a time: a free spare far behind
+    /// is caught up on a background thread; then, below [`MAX_SPARES`], a copy of
+    /// `current` is made at once while copying is cheap, else in the background.
     fn fill_pool(&mut self) {
-        if self.spares.len() >= MAX_SPARES || self.preparing.is_some() {
+        if self.preparing.is_some() {
+            return;
+        }
+        let newest = self.current.seq;
+        let far = self
+            .spares
+            .iter_mut()
+            .position(|s| newest.saturating_sub(s.seq) > MAX_CATCH_UP && Arc::get_mut(s).is_some());
+        if let Some(i) = far {
+            let spare = self.spares.swap_remove(i);
+            self.catch_up_in_background(spare);
+            return;
+        }
+        if self.spares.len() >= MAX_SPARES {
             return;
         }
         if self.slow_clone {
-            self.prepare();
+            let source = Arc::clone(&self.current);
+            let seq = source.seq;
+            self.in_background(seq, move || Arc::new(Versioned::clone(&source)));
         } else {
             let copy = self.clone_current();
             self.spares.push(copy);
         }
     }
 
-    /// Starts cloning `current` on a background thread. If the thread cannot start,
-    /// nothing happens: the writer clones on its own thread when it must, as before.
-    fn prepare(&mut self) {
-        let source = Arc::clone(&self.current);
-        let seq = source.seq;
+    /// Hands `spare` (only this thread holds it) and the batches it missed to a
+    /// background thread that applies them; it joins the pool when done.
+    fn catch_up_in_background(&mut self, mut spare: Arc<Versioned<S>>) {
+        let to = self.current.seq;
+        let from = spare.seq;
+        let missed: VecDeque<(Seq, Batch<S::Event>)> = self
+            .log
+            .iter()
+            .filter(|(first, batch)| {
+                first.saturating_add(batch.len() as u64) > from.saturating_add(1)
+            })
+            .cloned()
+            .collect();
+        self.in_background(to, move || {
+            if let Some(v) = Arc::get_mut(&mut spare) {
+                catch_up(v, &missed, to);
+            }
+            spare
+        });
+    }
+
+    /// Runs `make` on a background thread; its version joins the pool when ready, at
+    /// seq `seq`. If the thread cannot start, `make` runs here.
+    fn in_background(
+        &mut self,
+        seq: Seq,
+        make: impl FnOnce() -> Arc<Versioned<S>> + Send + 'static,
+    ) {
         let slot: Prepared<S> = Arc::default();
         let fill = Arc::clone(&slot);
         let spawned = std::thread::Builder::new()
             .name("snapwal-prepare".into())
             .spawn(move || {
-                let copy = Arc::new(Versioned::clone(&source));
-                drop(source);
-                *lock(&fill) = Some(copy);
+                let ready = make();
+                *lock(&fill) = Some(ready);
             });
         match spawned {
             Ok(_) => self.preparing = Some((seq, slot)),
@@ -164,19 +223,24 @@ impl<S: State> Writer<S> {
         }
     }
 
-    /// Moves a copy prepared in the background into the pool, if it is ready.
-    fn collect_prepared(&mut self) {
+    /// Moves a version made ready in the background into the pool, if it is ready.
+    /// Returns it if the pool has no room for it.
+    fn collect_prepared(&mut self) -> Vec<Arc<Versioned<S>>> {
         let ready = match &self.preparing {
             Some((_, slot)) => slot.try_lock().ok().and_then(|mut s| s.take()),
-            None => return,
+            None => return Vec::new(),
         };
-        if let Some(copy) = ready {
+        let mut extra = Vec::new();
+        if let Some(v) = ready {
             self.preparing = None;
             if self.spares.len() < MAX_SPARES {
-                self.spares.push(copy);
+                self.spares.push(v);
+            } else {
+                extra.push(v);
             }
             self.trim_log();
         }
+        extra
     }
 
     /// Records a publication: `old` (the version `current` was) joins the spares and
@@ -189,14 +253,16 @@ impl<S: State> Writer<S> {
         events: Vec<S::Event>,
     ) -> Vec<Arc<Versioned<S>>> {
         self.spares.push(old);
-        self.log.extend((first..).zip(events));
+        self.logged += events.len();
+        self.log.push_back((first, Arc::from(events)));
         let mut released = Vec::new();
-        if self.log.len() > MAX_LOG && self.preparing.take().is_some() {
-            // A copy that takes this long is not waited for: it is dropped when ready.
+        if self.logged > MAX_LOG && self.preparing.take().is_some() {
+            // A background job that takes this long is not waited for: its version is
+            // dropped when ready.
             self.trim_log();
         }
         // Spares that far behind go, oldest first (each release trims the log).
-        while self.log.len() > MAX_LOG {
+        while self.logged > MAX_LOG {
             match self.release_oldest() {
                 Some(spare) => released.push(spare),
                 None => break,
@@ -207,26 +273,6 @@ impl<S: State> Writer<S> {
         released
     }
 
-    /// Takes out of the pool the free spares more than [`MAX_CATCH_UP`] events
-    /// behind: catching one up would replay that many events on the writer's thread
-    /// (a version a checkpoint held for its whole write comes back with every event
-    /// of that time), while a fresh copy is made off it or is cheap (see
-    /// [`Writer::fill_pool`]).
-    fn release_far_behind(&mut self) -> Vec<Arc<Versioned<S>>> {
-        let newest = self.current.seq;
-        let (far, keep): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.spares).into_iter().partition(|s| {
-                newest.saturating_sub(s.seq) > MAX_CATCH_UP
-                    && Arc::strong_count(s) == 1
-                    && Arc::weak_count(s) == 0
-            });
-        self.spares = keep;
-        if !far.is_empty() {
-            self.trim_log();
-        }
-        far
-    }
-
     /// Takes the spare furthest behind out of the pool.
     fn release_oldest(&mut self) -> Option<Arc<Versioned<S>>> {
         let (i, _) = self.spares.iter().enumerate().min_by_key(|(_, s)| s.seq)?;
@@ -235,16 +281,21 @@ impl<S: State> Writer<S> {
         Some(out)
     }
 
-    /// Drops the events every spare has already applied.
+    /// Drops the batches every spare (and the version being prepared) has applied.
     fn trim_log(&mut self) {
         let preparing = self.preparing.as_ref().map(|(seq, _)| *seq);
-        match self.spares.iter().map(|s| s.seq).chain(preparing).min() {
-            Some(oldest) => {
-                while self.log.front().is_some_and(|(seq, _)| *seq <= oldest) {
-                    self.log.pop_front();
-                }
+        let Some(oldest) = self.spares.iter().map(|s| s.seq).chain(preparing).min() else {
+            self.log.clear();
+            self.logged = 0;
+            return;
+        };
+        while let Some((first, batch)) = self.log.front() {
+            let last = first.saturating_add(batch.len() as u64).saturating_sub(1);
+            if last > oldest {
+                break;
             }
-            None => self.log.clear(),
+            self.logged -= batch.len();
+            self.log.pop_front();
         }
     }
 }
