@@ -40,16 +40,17 @@
 //! The writer uses the free spare least behind (normally one batch behind) and
 //! catches a spare up by at most 256 events on its own thread: the version a
 //! checkpoint held through its write comes back with every event of that time, so it
-//! is let go of (freed on the reclaimer thread) and a fresh copy takes its place,
-//! made off the writer's thread when copying is slow. Only when every spare is held
-//! and none is being made does the writer clone `current` on its own thread (a large
-//! state recovered at open pays this once, at its first append). No O(state) work,
-//! copy or free, runs on an appender's thread after that.
+//! is handed to a background thread with the log's batches it missed (each
+//! publication's events are one shared batch, so handing them over copies no event)
+//! and rejoins the pool when caught up. Only when every spare is held and none is
+//! being made does the writer clone `current` on its own thread (a large state
+//! recovered at open pays this once, at its first append). No O(state) work, copy,
+//! catch-up or free, runs on an appender's thread after that: versions the writer
+//! lets go of are freed on the reclaimer thread.
 //!
-//! Memory: up to three full copies for a plain state (`current` and two spares),
-//! plus a fourth for a moment while a copy is made after a checkpoint and the copy it
-//! replaces waits to be freed; for a structurally shared state one copy plus the
-//! paths each copy touched since they diverged (about 1x).
+//! Memory: up to three full copies for a plain state (`current` and two spares);
+//! for a structurally shared state one copy plus the paths each copy touched since
+//! they diverged (about 1x); plus the logged events (at most 65,536).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
