@@ -58,6 +58,19 @@ pub trait Fs: Send + Sync + fmt::Debug + 'static {
     /// guard is dropped. Fails with `WouldBlock` if it is held elsewhere.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
 
+    /// Does `path` exist? `open` asks, before it creates a store's directory, which
+    /// ancestors it is about to create (their entries must be made durable too). The
+    /// default lists `path`: a directory that lists, or a path that is not a
+    /// directory, exists.
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        match self.list(path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads `path` from byte `offset` to its end into memory, never mapping it: for
     /// files another process may be writing, read without the store's lock (a
     /// [`Reader`](crate::Reader), a backup of a store this process does not hold). An
@@ -182,6 +195,14 @@ impl FsFile for RealFile {
 impl Fs for RealFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::create_dir_all(path)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {

@@ -126,6 +126,9 @@ impl<S: State> Store<S> {
         let wal_dir = dir.join("wal");
         let snap_dir = dir.join("snap");
         let pos_dir = dir.join("pos");
+        // The directories this open creates above the store's: each one's entry is
+        // durable only once its parent is synced (see below).
+        let to_sync = dirs_to_sync(fs.as_ref(), &dir)?;
         for d in [&dir, &wal_dir, &snap_dir, &pos_dir] {
             fs.create_dir_all(d)
                 .map_err(|e| Error::io("create dir", d, e))?;
@@ -191,12 +194,7 @@ impl<S: State> Store<S> {
         // store that holds data syncs them now (what it recovered counts as durable);
         // a new one leaves it to its first durable write (see `PendingDirs`), so that
         // opening thousands of new stores costs no `fsync` at all.
-        let parent = match dir.parent() {
-            Some(p) if p.as_os_str().is_empty() => Path::new(".").to_path_buf(),
-            Some(p) => p.to_path_buf(),
-            None => dir.clone(),
-        };
-        let ancestors = crate::fs::PendingDirs::new(vec![parent, dir.clone()]);
+        let ancestors = crate::fs::PendingDirs::new(to_sync);
         let is_new = known_id.or(records.store_id).is_none();
         if !is_new {
             ancestors
@@ -280,6 +278,40 @@ pub(crate) struct Recovered<S> {
     pub(crate) cursor: Option<LogCursor>,
     /// Snapshots that did not validate (newest first), with the reason.
     pub(crate) skipped: Vec<(PathBuf, String)>,
+}
+
+/// The directories whose entries make the store directory `dir` durable, top down:
+/// its parent and itself if it exists; otherwise the nearest ancestor that exists
+/// and every directory below it that `create_dir_all` is about to create (the entry
+/// of each lives in the one above it).
+fn dirs_to_sync(fs: &dyn Fs, dir: &Path) -> Result<Vec<PathBuf>> {
+    let as_dir = |p: &Path| {
+        if p.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            p.to_path_buf()
+        }
+    };
+    let mut missing = Vec::new();
+    let mut probe = Some(dir);
+    let top = loop {
+        match probe {
+            None => break None,
+            Some(p) if p.as_os_str().is_empty() => break Some(PathBuf::from(".")),
+            Some(p) => {
+                if fs.exists(p).map_err(|e| Error::io("stat", p, e))? {
+                    break Some(p.to_path_buf());
+                }
+                missing.push(p.to_path_buf());
+                probe = p.parent();
+            }
+        }
+    };
+    if missing.is_empty() {
+        let parent = dir.parent().map_or_else(|| dir.to_path_buf(), as_dir);
+        return Ok(vec![parent, dir.to_path_buf()]);
+    }
+    Ok(top.into_iter().chain(missing.into_iter().rev()).collect())
 }
 
 /// Moves each damaged file of `dir` aside (`<name>.corrupt`, or a unique variant),
