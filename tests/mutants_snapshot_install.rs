@@ -187,3 +187,46 @@ fn temp_file_that_cannot_be_removed_is_logged() {
     assert!(w.installed);
     assert!(!log.contains("could not remove"), "{log}");
 }
+
+/// A file longer than its header says is `Corrupt` at the first byte past the body.
+#[test]
+fn trailing_bytes_error_names_the_end_of_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = snapshot::write(&RealFs, dir.path(), 4, 9, &(300u32, 7u8)).unwrap();
+    let mut bytes = std::fs::read(&w.path).unwrap();
+    let body_len = bytes.len() as u64 - 44;
+    bytes.extend_from_slice(b"extra");
+    match snapshot::decode::<(u32, u8)>(&bytes, &w.path, Some(9)).unwrap_err() {
+        Error::Corrupt { offset, reason, .. } => {
+            assert_eq!(offset, 44 + body_len, "{reason}");
+            assert!(reason.contains("trailing"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// `remove_temps` removes only temp files, returns how many, and logs once when it
+/// removed any (never for a directory without temp files).
+#[test]
+fn remove_temps_counts_and_logs_only_what_it_removed() {
+    let fs = sim();
+    snapshot::write(fs.as_ref(), Path::new("/snap"), 7, 9, &1u32).unwrap();
+    let (n, log) =
+        common::logs::capture(|| snapshot::remove_temps(fs.as_ref(), Path::new("/snap")));
+    assert_eq!(n.unwrap(), 0);
+    assert!(!log.contains("removed snapshot temp files"), "{log}");
+    for i in 0..2 {
+        fs.create_new(&Path::new("/snap").join(format!(".00000000000000000009.1.{i}.tmp")))
+            .unwrap();
+    }
+    let (n, log) =
+        common::logs::capture(|| snapshot::remove_temps(fs.as_ref(), Path::new("/snap")));
+    assert_eq!(n.unwrap(), 2);
+    assert_eq!(
+        log.matches("removed snapshot temp files").count(),
+        1,
+        "{log}"
+    );
+    assert!(temps(&fs).is_empty());
+    assert_eq!(fs.list(Path::new("/snap")).unwrap().len(), 1);
+}
