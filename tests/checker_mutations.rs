@@ -119,7 +119,7 @@ fn every_planted_bug_is_found_by_the_concurrent_checker() {
         Mutation::ALL.len() - 1
     );
     // The replacing install is reachable only with a damaged snapshot under the final
-    // name, which these workloads never make (`crash_with_bit_rot` covers it).
+    // name, which these workloads never make (`tests/planted_replace_on_install.rs` shows the switch plants it).
     for m in [
         Mutation::SkipDirSync,
         Mutation::LyingSync,
