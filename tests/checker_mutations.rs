@@ -118,8 +118,9 @@ fn every_planted_bug_is_found_by_the_concurrent_checker() {
         killed.len(),
         Mutation::ALL.len() - 1
     );
-    // The replacing install is reachable only with a damaged snapshot under the final
-    // name, which these workloads never make (`tests/planted_replace_on_install.rs` shows the switch plants it).
+    // The replacing install is reachable only with a file under the final name, which
+    // these workloads never make; `tests/planted_replace_on_install.rs` shows that the
+    // switch plants its bug.
     for m in [
         Mutation::SkipDirSync,
         Mutation::LyingSync,
