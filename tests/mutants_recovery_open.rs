@@ -142,3 +142,23 @@ fn interval_policy_syncs_in_the_background() {
     }
     store.close().unwrap();
 }
+
+/// A store opened by a relative name with no directory part (`"store"`): its parent
+/// is the current directory, which its first durable write syncs.
+#[test]
+fn store_opened_by_a_bare_relative_name_syncs_the_current_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = std::env::current_dir().unwrap();
+    // Every other test of this binary uses absolute paths.
+    std::env::set_current_dir(dir.path()).unwrap();
+    let result = (|| -> snapwal::Result<u64> {
+        let store = Store::<Ledger>::open("store", opts(SyncPolicy::Always))?;
+        store.append(&Entry::new(1, 1))?;
+        let seq = store.sync()?;
+        store.close()?;
+        Ok(seq)
+    })();
+    std::env::set_current_dir(before).unwrap();
+    assert_eq!(result.unwrap(), 1);
+    assert!(dir.path().join("store/wal").is_dir());
+}
