@@ -83,3 +83,22 @@ fn wal_dir_that_cannot_be_opened_is_retried() {
     let store = Store::<Ledger>::open("/s", options(&image)).unwrap();
     assert_eq!(store.seq(), 11);
 }
+
+/// A segment create that fails for a reason that is not transient (EIO) makes the log
+/// read-only: it is not retried as "unavailable".
+#[test]
+fn segment_create_failing_with_eio_makes_the_log_read_only() {
+    let fs = Arc::new(SimFs::new(8));
+    let store = Store::<Ledger>::open("/s", options(&fs)).unwrap();
+    fs.inject(Fault::on_op(OpKind::CreateNew, FaultError::Eio).path_contains("/s/wal/"));
+    // The append's write creates the first segment.
+    let err = store.append(&Entry::new(1, 0)).unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert_eq!(err.io_error().and_then(|e| e.raw_os_error()), Some(EIO));
+    assert!(matches!(store.sync(), Err(Error::ReadOnly { .. })));
+    assert!(matches!(
+        store.append(&Entry::new(1, 1)),
+        Err(Error::ReadOnly { .. })
+    ));
+}
