@@ -1,9 +1,11 @@
-//! WAL truncation: `Wal::purge_through` unlinks exactly the segments whose every record
-//! is at or below the seq given, never the newest one; a checkpoint's cleanup reports
-//! each failed unlink (file, operation, error) without failing, and counts only the
-//! segments really removed. Each test pins a mutant that cargo-mutants found missed.
-//!
-//! Re-run with `cargo mutants -j 1 --config .cargo/mutants/purge-sync.toml`.
+//! WAL truncation, for the quick cargo-mutants selection
+//! (`.cargo/mutants/purge-sync.toml`): `Wal::purge_through` unlinks exactly the
+//! segments whose every record is at or below the seq given, never the newest one; a
+//! checkpoint's cleanup reports each failed unlink (file, operation, error) without
+//! failing, and counts only the segments really removed. The purge mutants were
+//! already caught by the selection's other tests; these pin the same behaviour
+//! directly (the failed unlink is otherwise only in `tests/checkpointer.rs`, too slow
+//! for the selection).
 #![cfg(feature = "testing")]
 
 mod common;

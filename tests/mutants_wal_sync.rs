@@ -1,10 +1,11 @@
-//! The WAL's sync path: `close` makes every record durable (a power loss right after
-//! it loses nothing); a failed fsync of `wal/` makes the log read-only, unless the
-//! directory could not even be opened for a transient reason (`EMFILE`), which is a
-//! retryable error that leaves the log writable. Each test pins a mutant that
-//! cargo-mutants found missed.
-//!
-//! Re-run with `cargo mutants -j 1 --config .cargo/mutants/purge-sync.toml`.
+//! The WAL's sync path, for the quick cargo-mutants selection
+//! (`.cargo/mutants/purge-sync.toml`): `close` makes every record durable (a power
+//! loss right after it loses nothing); a failed fsync of `wal/` makes the log
+//! read-only, unless the directory could not even be opened for a transient reason
+//! (`EMFILE`), which is a retryable error that leaves the log writable; a segment
+//! create failing with EIO makes the log read-only. The last one kills mutants found
+//! missed (`is_transient` taken as always true); the others pin, within this
+//! selection, what other tests also catch.
 #![cfg(feature = "testing")]
 
 mod common;
