@@ -13,7 +13,7 @@ use std::sync::Arc;
 use common::*;
 use snapwal::format::SEGMENT_HEADER_LEN;
 use snapwal::testing::sim::SimFs;
-use snapwal::{wal, RecoveryPolicy, Store, SyncPolicy};
+use snapwal::{wal, Error, RecoveryPolicy, Store, SyncPolicy};
 
 #[test]
 fn replay_report_counts_segments_records_and_bytes() {
@@ -69,4 +69,55 @@ fn replay_report_counts_segments_records_and_bytes() {
     assert_eq!(tail.segments_read, segments.len() - 2);
     assert_eq!(tail.next_seq, 301);
     assert!(tail.bytes_replayed < frames);
+}
+
+/// The store id the caller knows (its snapshot's) is checked against every segment
+/// from the first one: a log written by another store is `ForeignFile`, and a replay
+/// that reads no segment reports the id it was given.
+#[test]
+fn replay_checks_segments_against_the_store_id_given() {
+    let fs = Arc::new(SimFs::new(13));
+    let options = opts(SyncPolicy::Never).segment_bytes(4096).fs(fs.clone());
+    let store = Store::<Ledger>::open("/s", options).unwrap();
+    store.append(&Entry::new(1, 0)).unwrap();
+    store.close().unwrap();
+    let dir = Path::new("/s/wal");
+    let own = wal::replay(fs.as_ref(), dir, 0, None, RecoveryPolicy::Strict, |_, _| {
+        Ok(())
+    })
+    .unwrap()
+    .store_id
+    .unwrap();
+    let other = own.wrapping_add(1);
+    let err = wal::replay(
+        fs.as_ref(),
+        dir,
+        0,
+        Some(other),
+        RecoveryPolicy::Strict,
+        |_, _| Ok(()),
+    )
+    .unwrap_err();
+    match err {
+        Error::ForeignFile {
+            path,
+            expected,
+            found,
+        } => {
+            assert_eq!(path, wal::list_segments(fs.as_ref(), dir).unwrap()[0].1);
+            assert_eq!((expected, found), (other, own));
+        }
+        e => panic!("expected ForeignFile, got {e:?}"),
+    }
+    // No segment at all: the id given is the id reported.
+    let empty = wal::replay(
+        fs.as_ref(),
+        Path::new("/s/snap"),
+        0,
+        Some(other),
+        RecoveryPolicy::Strict,
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    assert_eq!(empty.store_id, Some(other));
 }
