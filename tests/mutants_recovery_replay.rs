@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use common::*;
 use snapwal::format::SEGMENT_HEADER_LEN;
+use snapwal::fs::Fs;
 use snapwal::testing::sim::SimFs;
 use snapwal::{wal, Error, RecoveryPolicy, Store, SyncPolicy};
 
@@ -120,4 +121,44 @@ fn replay_checks_segments_against_the_store_id_given() {
     )
     .unwrap();
     assert_eq!(empty.store_id, Some(other));
+}
+
+/// A segment whose header is zeroed is "created but never written" only when it is
+/// the last one; before the last it is damage: `Corrupt` at offset 0 naming it, and
+/// nothing is removed.
+#[test]
+fn zeroed_header_before_the_last_segment_is_corruption() {
+    let fs = Arc::new(SimFs::new(14));
+    let options = opts(SyncPolicy::Never)
+        .segment_bytes(4096)
+        .preallocate(false)
+        .fs(fs.clone());
+    let store = Store::<Ledger>::open("/s", options).unwrap();
+    let events: Vec<Entry> = (0..200).map(|i| Entry::padded(1, i, 40)).collect();
+    store.append_batch(&events).unwrap();
+    store.close().unwrap();
+    let dir = Path::new("/s/wal");
+    let segments = wal::list_segments(fs.as_ref(), dir).unwrap();
+    assert!(segments.len() >= 3, "{segments:?}");
+    let middle = &segments[1].1;
+    let f = fs.open_write(middle).unwrap();
+    f.write_all_at(&[0u8; SEGMENT_HEADER_LEN], 0).unwrap();
+    f.sync_data().unwrap();
+    let err = wal::replay(
+        fs.as_ref(),
+        dir,
+        0,
+        None,
+        RecoveryPolicy::TolerateTornTail,
+        |_, _| Ok(()),
+    )
+    .unwrap_err();
+    match err {
+        Error::Corrupt { path, offset, .. } => {
+            assert_eq!(&path, middle);
+            assert_eq!(offset, 0);
+        }
+        e => panic!("expected Corrupt, got {e:?}"),
+    }
+    assert_eq!(wal::list_segments(fs.as_ref(), dir).unwrap(), segments);
 }
