@@ -1,8 +1,10 @@
 //! What `Store::open` does around recovery: counts the temp files it removes from
 //! `snap/` and `pos/`, makes durable the move aside of a damaged snapshot and the
 //! directories of a store it recovered data from (and of a new store, at its first
-//! sync, up to the parent it was created in), and starts the interval sync. Each test
-//! pins a mutant that cargo-mutants found missed.
+//! sync, up to the parent it was created in, the current directory for a bare
+//! relative name), and starts the interval sync. All but the last test kill mutants
+//! of `open_with_report` that cargo-mutants found missed by the recovery selection;
+//! the interval test pins, within the selection, what slower tests also catch.
 //!
 //! Re-run with `cargo mutants -j 1 --config .cargo/mutants/recovery.toml`.
 #![cfg(feature = "testing")]

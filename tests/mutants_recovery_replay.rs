@@ -1,6 +1,8 @@
-//! What `wal::replay` reports: the segments it read (only those holding records after
-//! the snapshot's seq), the records it applied and their frame bytes, the next seq
-//! and the store id. Each check pins a mutant that cargo-mutants found missed.
+//! What `wal::replay` reports and refuses: the segments it read (only those holding
+//! records after the snapshot's seq), the records it applied and their frame bytes,
+//! the next seq; the store id it is given, checked against every segment; a zeroed
+//! header before the last segment taken as damage, not as an empty last segment.
+//! Each test kills mutants of `replay_with` that cargo-mutants found missed.
 //!
 //! Re-run with `cargo mutants -j 1 --config .cargo/mutants/recovery.toml`.
 #![cfg(feature = "testing")]
