@@ -1,14 +1,10 @@
 //! What `snapshot::write` reports and how its install treats each error of the
-//! rename and of the read of a file already under the final name; what `decode` says
-//! about a body with bytes left over. Each test pins a mutant that cargo-mutants found
-//! missed over `src/snapshot.rs`.
+//! rename and of the read of a file already under the final name; the offsets of the
+//! "bytes left over" and "trailing bytes" errors; the temp files' removal and its
+//! logging. Each test kills mutants of `src/snapshot.rs` that cargo-mutants found
+//! missed.
 //!
-//! Re-run that selection with (see `.cargo/mutants.toml` for the test binaries):
-//!
-//! ```text
-//! cargo mutants -j 1 --features testing --file src/snapshot.rs --timeout 60 \
-//!     -C --lib -C --test=mutants_snapshot_install -C --test=temp_and_existing_snapshot ...
-//! ```
+//! Re-run with `cargo mutants -j 1 --config .cargo/mutants/install.toml`.
 #![cfg(feature = "testing")]
 
 mod common;
