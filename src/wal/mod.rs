@@ -656,6 +656,10 @@ impl Drop for FailOnPanic<'_> {
 
 /// Ends a rotation if the rotating thread panics, so that no thread waits for it for
 /// ever. (`write_staged` ends a rotation itself otherwise, and forgets this guard.)
+///
+/// The log is failed first: the rotating thread took the staged chunks, now lost, and
+/// a thread waiting for the rotation must find the log failed when it wakes, not go
+/// on to a sync that covers nothing and acknowledges the lost records.
 struct EndRotationOnPanic<'a>(&'a Wal);
 
 impl Drop for EndRotationOnPanic<'_> {
@@ -663,8 +667,18 @@ impl Drop for EndRotationOnPanic<'_> {
         if mutant!(PanicUnguarded) {
             return;
         }
-        lock(&self.0.io).rotating = false;
-        self.0.rotated.notify_all();
+        let wal = self.0;
+        if std::thread::panicking() {
+            // Fail first: a sync waiting for this rotation must not wake to a
+            // writable log whose records were lost.
+            wal.fail(Error::io(
+                "write",
+                &wal.dir,
+                io::Error::other("a file-system call panicked"),
+            ));
+        }
+        lock(&wal.io).rotating = false;
+        wal.rotated.notify_all();
     }
 }
 

@@ -223,3 +223,61 @@ pub(crate) fn is_transient(e: &io::Error) -> bool {
         ),
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    //! Reopening the segment an idle log closed: a transient failure (`EMFILE`) is
+    //! retryable and leaves the log writable; any other (`EIO`) makes it read-only.
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use crate::fs::Fs;
+    use crate::testing::sim::{Fault, FaultError, OpKind, SimFs};
+    use crate::wal::{Wal, WalOptions};
+    use crate::Error;
+
+    const EIO: i32 = 5;
+    const EMFILE: i32 = 24;
+
+    fn idle_log() -> (Arc<SimFs>, Wal) {
+        let fs = Arc::new(SimFs::new(1));
+        fs.create_dir_all(std::path::Path::new("/wal")).unwrap();
+        let opts = WalOptions {
+            segment_bytes: 4096,
+            preallocate: false,
+        };
+        let wal = Wal::new(fs.clone(), PathBuf::from("/wal"), 5, 1, opts);
+        stage(&wal);
+        assert_eq!(wal.sync_all().unwrap(), 1);
+        assert!(wal.close_idle_file());
+        (fs, wal)
+    }
+
+    fn stage(wal: &Wal) {
+        wal.stage([(&b"event"[..], crc32c::crc32c(b"event"))]);
+    }
+
+    #[test]
+    fn reopen_failing_with_emfile_is_retried() {
+        let (fs, wal) = idle_log();
+        fs.inject(Fault::on_op(OpKind::OpenWrite, FaultError::Os(EMFILE)));
+        stage(&wal);
+        let err = wal.sync_all().unwrap_err();
+        assert!(matches!(err, Error::SegmentUnavailable { .. }), "{err:?}");
+        assert_eq!(err.io_error().and_then(|e| e.raw_os_error()), Some(EMFILE));
+        assert!(wal.check_writable().is_ok());
+        assert_eq!(wal.sync_all().unwrap(), 2);
+    }
+
+    #[test]
+    fn reopen_failing_with_eio_makes_the_log_read_only() {
+        let (fs, wal) = idle_log();
+        fs.inject(Fault::on_op(OpKind::OpenWrite, FaultError::Eio));
+        stage(&wal);
+        let err = wal.sync_all().unwrap_err();
+        assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
+        assert_eq!(err.io_error().and_then(|e| e.raw_os_error()), Some(EIO));
+        assert!(wal.check_writable().is_err());
+        assert!(wal.sync_all().is_err());
+    }
+}
