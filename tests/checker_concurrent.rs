@@ -58,13 +58,7 @@ fn actors_interleave_and_seeds_choose_the_interleaving() {
 #[test]
 fn sampled_crash_points_of_concurrent_workloads_recover() {
     let workloads = [
-        (
-            "always",
-            Concurrent {
-                sync: SyncPolicy::Always,
-                ..Concurrent::default()
-            },
-        ),
+        ("always", Concurrent::always()),
         ("never", Concurrent::default()),
         (
             "never, keep 1, no final checkpoint",
@@ -85,32 +79,15 @@ fn sampled_crash_points_of_concurrent_workloads_recover() {
         ),
         (
             "never, large events rotating every few appends",
-            Concurrent {
-                sync_every: 2,
-                pad: 600,
-                ..Concurrent::default()
-            },
+            Concurrent::rotating(),
         ),
         (
             "never, 3 appenders of large events, no syncs",
-            Concurrent {
-                appenders: 3,
-                appends: 16,
-                sync_every: 0,
-                pad: 600,
-                ..Concurrent::default()
-            },
+            Concurrent::unsynced_rotations(),
         ),
         (
             "never, a reader moving its position through many checkpoints",
-            Concurrent {
-                appenders: 1,
-                appends: 6,
-                sync_every: 3,
-                position_updates: 16,
-                checkpoints: 8,
-                ..Concurrent::default()
-            },
+            Concurrent::position_race(),
         ),
     ];
     let start = Instant::now();
@@ -143,14 +120,7 @@ fn sampled_crash_points_of_concurrent_workloads_recover() {
 #[test]
 fn stores_on_a_shared_scheduler_interleave_and_recover() {
     for (name, w) in [
-        (
-            "shared scheduler, never",
-            Concurrent {
-                neighbour_appends: 12,
-                checkpoints: 0,
-                ..Concurrent::default()
-            },
-        ),
+        ("shared scheduler, never", Concurrent::shared_scheduler()),
         (
             "shared scheduler, always, checkpoints every 1 ms",
             Concurrent {
@@ -198,22 +168,9 @@ fn background_threads_interleave_and_recover() {
 #[test]
 fn panics_in_file_system_calls_never_acknowledge_what_is_lost_or_hang() {
     for (name, w) in [
-        (
-            "always",
-            Concurrent {
-                sync: SyncPolicy::Always,
-                ..Concurrent::default()
-            },
-        ),
+        ("always", Concurrent::always()),
         ("never", Concurrent::default()),
-        (
-            "never, large events",
-            Concurrent {
-                sync_every: 2,
-                pad: 600,
-                ..Concurrent::default()
-            },
-        ),
+        ("never, large events", Concurrent::rotating()),
     ] {
         timed(
             &format!("panics, {name}"),

@@ -12,13 +12,7 @@ use snapwal::SyncPolicy;
 /// The plain workloads every mutant faces, in order.
 fn workloads() -> Vec<(&'static str, Concurrent)> {
     vec![
-        (
-            "always",
-            Concurrent {
-                sync: SyncPolicy::Always,
-                ..Concurrent::default()
-            },
-        ),
+        ("always", Concurrent::always()),
         ("never", Concurrent::default()),
         (
             // The `Interval` thread's group commits overlap rotations most often
@@ -53,35 +47,18 @@ fn workloads() -> Vec<(&'static str, Concurrent)> {
             // others append, and the staging bound is all that keeps a crash of the
             // process from losing what they queued meanwhile.
             "rotations, no syncs",
-            Concurrent {
-                appenders: 3,
-                appends: 16,
-                sync_every: 0,
-                pad: 600,
-                ..Concurrent::default()
-            },
+            Concurrent::unsynced_rotations(),
         ),
         (
             // A neighbour store on one shared checkpoint scheduler, closed while the
             // scheduler may be checkpointing either store.
             "shared scheduler",
-            Concurrent {
-                neighbour_appends: 12,
-                checkpoints: 0,
-                ..Concurrent::default()
-            },
+            Concurrent::shared_scheduler(),
         ),
         (
             // A reader that appends and moves its position, racing many checkpoints.
             "positions",
-            Concurrent {
-                appenders: 1,
-                appends: 6,
-                sync_every: 3,
-                position_updates: 16,
-                checkpoints: 8,
-                ..Concurrent::default()
-            },
+            Concurrent::position_race(),
         ),
     ]
 }

@@ -235,7 +235,62 @@ impl Default for Concurrent {
     }
 }
 
+/// Named workloads: the ones snapwal's own checks and mutation score run.
 impl Concurrent {
+    /// The default workload under `Always`.
+    pub fn always() -> Self {
+        Concurrent {
+            sync: SyncPolicy::Always,
+            ..Concurrent::default()
+        }
+    }
+
+    /// Large events (600 to 855 bytes) syncing after every second append: a rotation
+    /// every few appends, often while a group commit is in flight.
+    pub fn rotating() -> Self {
+        Concurrent {
+            sync_every: 2,
+            pad: 600,
+            ..Concurrent::default()
+        }
+    }
+
+    /// Three appenders of 16 large events that never sync: many rotations while the
+    /// others append, and only the staging bound keeps a crash of the process from
+    /// losing what they queued meanwhile.
+    pub fn unsynced_rotations() -> Self {
+        Concurrent {
+            appenders: 3,
+            appends: 16,
+            sync_every: 0,
+            pad: 600,
+            ..Concurrent::default()
+        }
+    }
+
+    /// One appender, and a reader appending 16 events and moving its position after
+    /// each, racing 8 back-to-back checkpoints.
+    pub fn position_race() -> Self {
+        Concurrent {
+            appenders: 1,
+            appends: 6,
+            sync_every: 3,
+            position_updates: 16,
+            checkpoints: 8,
+            ..Concurrent::default()
+        }
+    }
+
+    /// A neighbour store of 12 events on one shared checkpoint scheduler with this
+    /// one, closed by its actor while the scheduler may be checkpointing either.
+    pub fn shared_scheduler() -> Self {
+        Concurrent {
+            neighbour_appends: 12,
+            checkpoints: 0,
+            ..Concurrent::default()
+        }
+    }
+
     /// Events appended by a complete run.
     pub fn events(&self) -> u64 {
         u64::from(self.appenders) * u64::from(self.appends) + u64::from(self.position_updates)
