@@ -146,8 +146,12 @@ struct State {
 ///   their first file-system call.
 ///
 /// A workload with neither reproduces its interleaving exactly from the seed
-/// ([`Scheduler::trace`] is the sequence of admitted threads). Once the file system
-/// has crashed, nothing waits at a gate any more.
+/// ([`Scheduler::trace`] is the sequence of admitted threads), as long as no thread
+/// outside the scheduler holds a process-wide lock a scheduled thread waits for (the
+/// allocator's, stdio's: other tests running in the same process): such a thread
+/// looks asleep, and the scheduler decides without it. Run checks that rely on exact
+/// reruns in a process of their own. Once the file system has crashed, nothing waits
+/// at a gate any more.
 ///
 /// ## Interleaving points besides file-system calls
 ///
