@@ -328,6 +328,25 @@ pub(crate) fn move_aside(fs: &dyn Fs, path: &Path) -> io::Result<std::path::Path
     Err(last.unwrap_or_else(|| io::ErrorKind::AlreadyExists.into()))
 }
 
+/// Moves each of `paths` (files of `dir`) aside with [`move_aside`], then, if any
+/// moved, syncs `dir` so that the new names are durable. Returns the new names, in
+/// order. A failure is an error naming the file (or `dir`).
+pub(crate) fn move_all_aside(
+    fs: &dyn Fs,
+    dir: &Path,
+    paths: &[&Path],
+) -> crate::Result<Vec<std::path::PathBuf>> {
+    let moved = paths
+        .iter()
+        .map(|p| move_aside(fs, p).map_err(|e| crate::Error::io("rename aside", p, e)))
+        .collect::<crate::Result<Vec<_>>>()?;
+    if !moved.is_empty() {
+        fs.sync_dir(dir)
+            .map_err(|e| crate::Error::io("fsync dir", dir, e))?;
+    }
+    Ok(moved)
+}
+
 /// Directories whose own entries (and those of the directories made in them) must be
 /// durable before anything written under them is acknowledged as durable, synced
 /// once, by the first durable write that needs them.

@@ -169,23 +169,19 @@ impl<S: State> Store<S> {
         // checkpoint at the same seq can install a good one (installs never replace).
         // A damaged file left under its final name could later be taken for a snapshot
         // that exists, so a failure here fails the open rather than only warning.
-        let damaged: Vec<PathBuf> = report
+        let damaged: Vec<&Path> = report
             .snapshots_skipped
             .iter()
-            .map(|(p, _)| p.clone())
+            .map(|(p, _)| p.as_path())
             .collect();
-        move_aside_all(fs.as_ref(), &snap_dir, &damaged, &mut report.quarantined)?;
+        move_damaged_aside(fs.as_ref(), &snap_dir, &damaged, &mut report.quarantined)?;
 
         // Positions saved after the base snapshot, with a state recovery reached (I10).
         // Damaged records newer than the one used are moved aside too (kept for
         // inspection, never read again), not left for cleanup to delete.
         let records = position::recover(fs.as_ref(), &pos_dir, known_id, snap_seq, seq)?;
-        move_aside_all(
-            fs.as_ref(),
-            &pos_dir,
-            &records.skipped,
-            &mut report.quarantined,
-        )?;
+        let damaged: Vec<&Path> = records.skipped.iter().map(PathBuf::as_path).collect();
+        move_damaged_aside(fs.as_ref(), &pos_dir, &damaged, &mut report.quarantined)?;
         if let Some((_, newer)) = records.newest {
             saved_positions = newer;
         }
@@ -314,27 +310,22 @@ fn dirs_to_sync(fs: &dyn Fs, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(top.into_iter().chain(missing.into_iter().rev()).collect())
 }
 
-/// Moves each damaged file of `dir` aside (`<name>.corrupt`, or a unique variant),
-/// adds the new names to `quarantined`, and syncs `dir` if anything moved. A failure
-/// fails the open: a damaged file left under its final name could later be taken
-/// for one that validates.
-fn move_aside_all(
+/// Moves damaged files of `dir` aside (`<name>.corrupt`, or a unique variant; see
+/// [`crate::fs::move_all_aside`]), warning for each and adding the new names to
+/// `quarantined`. A failure fails the open: a damaged file left under its final name
+/// could later be taken for one that validates.
+fn move_damaged_aside(
     fs: &dyn Fs,
     dir: &Path,
-    damaged: &[PathBuf],
+    damaged: &[&Path],
     quarantined: &mut Vec<PathBuf>,
 ) -> Result<()> {
-    for path in damaged {
-        let aside =
-            crate::fs::move_aside(fs, path).map_err(|e| Error::io("rename aside", path, e))?;
+    let moved = crate::fs::move_all_aside(fs, dir, damaged)?;
+    for (path, aside) in damaged.iter().zip(&moved) {
         tracing::warn!(file = %path.display(), moved_to = %aside.display(),
             "moved a damaged file aside");
-        quarantined.push(aside);
     }
-    if !damaged.is_empty() {
-        fs.sync_dir(dir)
-            .map_err(|e| Error::io("fsync dir", dir, e))?;
-    }
+    quarantined.extend(moved);
     Ok(())
 }
 

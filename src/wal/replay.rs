@@ -161,11 +161,8 @@ pub(crate) fn replay_with(
             return Err(err);
         }
         tracing::error!(error = %err, "WAL damaged; moving the segment named 0 aside");
-        let aside =
-            crate::fs::move_aside(fs, path).map_err(|e| Error::io("rename aside", path, e))?;
-        fs.sync_dir(dir)
-            .map_err(|e| Error::io("fsync dir", dir, e))?;
-        report.quarantined.push(aside);
+        let aside = crate::fs::move_all_aside(fs, dir, &[path.as_path()])?;
+        report.quarantined.extend(aside);
         segments.remove(0);
     }
     let mut cursor = None;
@@ -444,13 +441,10 @@ fn salvage(
     }
     tracing::error!(error = %err, segments = rest.len(),
         "WAL damaged; keeping the valid prefix and moving later segments aside");
-    for (_, path) in rest {
-        let aside =
-            crate::fs::move_aside(fs, path).map_err(|e| Error::io("rename aside", path, e))?;
-        report.quarantined.push(aside);
-    }
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io("fsync dir", dir, e))?;
+    let rest: Vec<&Path> = rest.iter().map(|(_, p)| p.as_path()).collect();
+    report
+        .quarantined
+        .extend(crate::fs::move_all_aside(fs, dir, &rest)?);
     report.next_seq = next_seq;
     Ok(report)
 }
