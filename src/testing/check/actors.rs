@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::concurrent::{entry_padded, Concurrent, InjectedPanic, Ledger};
-use super::concurrent::{CHECKPOINT_ACTOR, NEIGHBOUR_ACTOR, NEIGHBOUR_DIR, POSITION_ACTOR};
+use super::concurrent::InjectedPanic;
+use super::ledger::{entry_padded, Concurrent, Ledger};
+use super::ledger::{CHECKPOINT_ACTOR, NEIGHBOUR_ACTOR, NEIGHBOUR_DIR, POSITION_ACTOR};
 use super::{stopped, STORE_DIR};
 use crate::testing::sim::{Call, Scheduler, SimFs};
 use crate::util::{lock_raw as lock, panic_message};

@@ -30,7 +30,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::concurrent::Concurrent;
+use super::ledger::Concurrent;
 use crate::SyncPolicy;
 
 /// One case: a workload, an interleaving, a crash point and an image.

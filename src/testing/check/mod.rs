@@ -57,14 +57,16 @@ mod bytes;
 mod case;
 mod concurrent;
 mod images;
+mod ledger;
 mod rot;
 mod workload;
 
 pub use bytes::{check_from_bytes, crash_recovery_from_bytes, FUZZ_MAX_OPS};
 pub use case::Case;
-pub use concurrent::{
-    entry, entry_padded, scheduler_for, Concurrent, ConcurrentChecker, ConcurrentFailure,
-    ConcurrentReport, Entry, Ledger, CHECKPOINT_ACTOR, POSITION_ACTOR, RECOVERY_ACTOR,
+pub use concurrent::{scheduler_for, ConcurrentChecker, ConcurrentFailure, ConcurrentReport};
+pub use ledger::{
+    entry, entry_padded, Concurrent, Entry, Ledger, CHECKPOINT_ACTOR, NEIGHBOUR_ACTOR,
+    NEIGHBOUR_DIR, POSITION_ACTOR, RECOVERY_ACTOR,
 };
 pub use rot::{Rot, RotReport};
 pub use workload::{tick, Op, Tally, Tick, Workload, POSITION_INODE, POSITION_NAME};
