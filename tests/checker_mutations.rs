@@ -115,7 +115,7 @@ fn every_planted_bug_is_found_by_the_concurrent_checker() {
     let elsewhere = [Mutation::FailedSyncForgotten, Mutation::ReplaceOnInstall];
     for m in Mutation::ALL.into_iter().filter(|m| !elsewhere.contains(m)) {
         let start = Instant::now();
-        let (killer, images) = hunt(Some(m), 12);
+        let (killer, images) = hunt(Some(m), 24);
         match &killer {
             Some((name, f, replayed)) => {
                 eprintln!(
