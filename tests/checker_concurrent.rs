@@ -24,7 +24,7 @@ fn timed(name: &str, checker: ConcurrentChecker) -> ConcurrentReport {
     report
 }
 
-/// CI's exploration: seven workloads, together at least 10,000 crash images.
+/// CI's exploration: eight workloads, together at least 10,000 crash images.
 #[test]
 fn sampled_crash_points_of_concurrent_workloads_recover() {
     let workloads = [
@@ -50,6 +50,10 @@ fn sampled_crash_points_of_concurrent_workloads_recover() {
         (
             "never, large events rotating every few appends",
             Concurrent::rotating(),
+        ),
+        (
+            "never, 3 appenders of large events syncing after each",
+            Concurrent::syncing_rotations(),
         ),
         (
             "never, 3 appenders of large events, no syncs",

@@ -60,6 +60,12 @@ fn workloads() -> Vec<(&'static str, Concurrent)> {
             "positions",
             Concurrent::position_race(),
         ),
+        (
+            // A rotation in nearly every write, most while another appender's group
+            // commit is in flight (last: it is there for the rotation race).
+            "syncing rotations",
+            Concurrent::syncing_rotations(),
+        ),
     ]
 }
 

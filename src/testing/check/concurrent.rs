@@ -13,7 +13,9 @@
 //!
 //! [`ConcurrentChecker::run`] takes each seed, runs it once without a crash (which
 //! counts its calls and checks the crash-free result), then reruns the same seed
-//! crashing before a sample of its calls, and checks several crash images of each:
+//! crashing before a sample of its calls, and checks several crash images of each
+//! (only what was durable, everything visible, every name with no unsynced byte
+//! ([`Choices::NamesKept`]), and random ones):
 //!
 //! 1. **Recovery succeeds**, and the recovered events are exactly the first `k`
 //!    events in the order the store gave them seqs (I2: the [`Ledger`] state lists
@@ -224,7 +226,8 @@ struct Run {
 
 impl ConcurrentChecker {
     /// A checker for `workload`: seeds `0..16`, 8 crash points per seed, 3 random
-    /// images per crash point besides "all dropped" and "all kept".
+    /// images per crash point besides the fixed ones
+    /// ([`Choices::fixed`]: all dropped, all kept, names kept).
     pub fn new(workload: Concurrent) -> Self {
         ConcurrentChecker {
             workload,
@@ -267,7 +270,8 @@ impl ConcurrentChecker {
         self
     }
 
-    /// Random images per crash point, besides "all dropped" and "all kept".
+    /// Random images per crash point, besides the fixed ones
+    /// ([`Choices::fixed`]: all dropped, all kept, names kept).
     pub fn random_images(mut self, k: usize) -> Self {
         self.random_images = k;
         self
@@ -309,7 +313,7 @@ impl ConcurrentChecker {
                         .push(self.failure(seed, Some(point), &run, Vec::new(), what));
                     continue;
                 }
-                let mut images = vec![Choices::AllDropped, Choices::AllKept];
+                let mut images = Choices::fixed();
                 images.extend((0..self.random_images).map(|_| Choices::Random(rng.next_u64())));
                 for choices in images {
                     let (image, bits) = run.fs.crash_image(&choices);
@@ -331,13 +335,31 @@ impl ConcurrentChecker {
         report
     }
 
-    /// The crash points of a run: its end, then half of the rest among the three calls
-    /// after each create, rename or unlink (where a namespace change meets the writes
-    /// around it: a rotation, an install, a purge), the other half uniformly.
+    /// The crash points of a run: its end; then, up to a third of the points, the
+    /// call just after each rename (an install: what it made visible is there, what
+    /// was to follow is not) and after each name added while another file in its
+    /// directory held unsynced data ([`SimFs::names_ahead_of_data`]); then, up to half
+    /// of them, among the three calls after each create, rename or unlink (where a
+    /// namespace change meets the writes around it: a rotation, an install, a purge);
+    /// the rest uniformly.
     fn crash_points_of(&self, free: &Run, rng: &mut Rng) -> std::collections::BTreeSet<u64> {
         let mut points = std::collections::BTreeSet::new();
         points.insert(free.calls);
         let want = self.crash_points.min(free.calls as usize + 1);
+        let renames = free
+            .ops
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.op == OpKind::Rename)
+            .map(|(i, _)| i as u64);
+        let ahead: Vec<u64> = free
+            .fs
+            .names_ahead_of_data()
+            .into_iter()
+            .chain(renames)
+            .map(|c| c + 1)
+            .filter(|p| *p < free.calls)
+            .collect();
         let near: Vec<u64> = free
             .ops
             .iter()
@@ -346,11 +368,13 @@ impl ConcurrentChecker {
             .flat_map(|(i, _)| (1..=3).map(move |d| i as u64 + d))
             .filter(|p| *p < free.calls)
             .collect();
-        let mut tries = 0;
-        while points.len() < want.div_ceil(2) && !near.is_empty() && tries < 4 * want {
-            tries += 1;
-            if let Some(p) = near.get(rng.below(near.len() as u64) as usize) {
-                points.insert(*p);
+        for (among, up_to) in [(&ahead, want.div_ceil(3)), (&near, want.div_ceil(2))] {
+            let mut tries = 0;
+            while points.len() < up_to && !among.is_empty() && tries < 4 * want {
+                tries += 1;
+                if let Some(p) = among.get(rng.below(among.len() as u64) as usize) {
+                    points.insert(*p);
+                }
             }
         }
         while points.len() < want {

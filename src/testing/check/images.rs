@@ -37,7 +37,7 @@ where
             report.failures.push(failure);
             return;
         }
-        let mut images = vec![Choices::AllDropped, Choices::AllKept];
+        let mut images = Choices::fixed();
         let mut rng = Rng::new(self.seed ^ point.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         images.extend((0..self.random_images).map(|_| Choices::Random(rng.next_u64())));
         for choices in images {

@@ -140,6 +140,22 @@ impl Concurrent {
         }
     }
 
+    /// Three appenders of 12 events of 1500 to 1755 bytes (two or three to a
+    /// segment), each syncing after every append, and nothing else: a rotation in
+    /// nearly every write, most of them while another appender's group commit is in
+    /// flight (a rotation that does not wait for it creates a segment while an older
+    /// one still holds unsynced records).
+    pub fn syncing_rotations() -> Self {
+        Concurrent {
+            appenders: 3,
+            sync_every: 1,
+            pad: 1500,
+            checkpoints: 0,
+            position_updates: 0,
+            ..Concurrent::default()
+        }
+    }
+
     /// Three appenders of 16 large events that never sync: many rotations while the
     /// others append, and only the staging bound keeps a crash of the process from
     /// losing what they queued meanwhile.

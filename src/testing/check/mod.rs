@@ -279,7 +279,8 @@ where
         self
     }
 
-    /// Random images per crash point, besides "all dropped" and "all kept" (default 3).
+    /// Random images per crash point, besides the fixed ones
+    /// ([`Choices::fixed`]: all dropped, all kept, names kept) (default 3).
     pub fn random_images(mut self, k: usize) -> Self {
         self.random_images = k;
         self

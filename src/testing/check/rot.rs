@@ -519,6 +519,7 @@ where
             for choices in [
                 Choices::AllDropped,
                 Choices::AllKept,
+                Choices::NamesKept,
                 Choices::Random(rng.next_u64()),
             ] {
                 let (after, _) = fs.crash_image(&choices);

@@ -16,10 +16,24 @@ pub enum Choices {
     AllDropped,
     /// Every pending item kept: what was visible.
     AllKept,
+    /// Every pending namespace change kept and every pending data change dropped:
+    /// what a file system that orders metadata ahead of data (ext4 with
+    /// `data=writeback`) may leave. A new file then survives while the unsynced tail
+    /// of an older one is lost, the image that finds a write ordered after a sync it
+    /// should have waited for.
+    NamesKept,
     /// Each choice a fair coin from [`Rng`] seeded with this.
     Random(u64),
     /// These answers in order; `false` once they run out.
     Bits(Vec<bool>),
+}
+
+impl Choices {
+    /// The images every crash point is checked with before any random ones: all
+    /// dropped, all kept, names kept.
+    pub fn fixed() -> Vec<Choices> {
+        vec![Choices::AllDropped, Choices::AllKept, Choices::NamesKept]
+    }
 }
 
 impl fmt::Display for Choices {
@@ -27,6 +41,7 @@ impl fmt::Display for Choices {
         match self {
             Choices::AllDropped => f.write_str("all dropped"),
             Choices::AllKept => f.write_str("all kept"),
+            Choices::NamesKept => f.write_str("names kept, data dropped"),
             Choices::Random(seed) => write!(f, "random (seed {seed:#x})"),
             Choices::Bits(bits) => {
                 f.write_str("bits ")?;
@@ -233,10 +248,20 @@ impl SimFs {
             _ => &[],
         }
         .iter();
+        // Namespace changes are asked first, one question each when all are kept.
+        let mut names = match choices {
+            Choices::NamesKept => lock(&self.inner).dir_ops.len(),
+            _ => 0,
+        };
         let image = self.crash_with(|| {
             let b = match choices {
                 Choices::AllDropped => false,
                 Choices::AllKept => true,
+                Choices::NamesKept => {
+                    let keep = names > 0;
+                    names = names.saturating_sub(1);
+                    keep
+                }
                 Choices::Random(_) => rng.bool(),
                 Choices::Bits(_) => bits.next().copied().unwrap_or(false),
             };

@@ -76,7 +76,9 @@
 //! Nothing else is asked: durable state is kept as is, and an item with no pending
 //! change asks nothing. Always answering `true` gives the visible state
 //! ([`SimFs::crash_all_kept`]), always `false` the durable one
-//! ([`SimFs::crash_all_dropped`]). The image has every byte durable, no pending
+//! ([`SimFs::crash_all_dropped`]); `true` for the directory operations and `false`
+//! after them ([`Choices::NamesKept`]) keeps every name and loses every unsynced
+//! byte. The image has every byte durable, no pending
 //! operation, no lock held, no fault and no crash point, and its own call counter.
 //!
 //! **Damage to durable data** is not a crash choice: a test applies it on purpose
@@ -202,6 +204,14 @@ impl SimFs {
     /// Calls made so far (including failed ones).
     pub fn calls(&self) -> u64 {
         lock(&self.inner).calls
+    }
+
+    /// The calls (by index) that added a name (a create, a rename's new name) while
+    /// another file in the same directory held unsynced data. A crash just after one
+    /// can keep the new name and lose the other file's data ([`Choices::NamesKept`]):
+    /// where a write ordered ahead of a sync it should have waited for shows.
+    pub fn names_ahead_of_data(&self) -> Vec<u64> {
+        lock(&self.inner).names_ahead.clone()
     }
 
     /// How many injected faults have fired.

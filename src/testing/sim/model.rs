@@ -104,6 +104,9 @@ pub(super) struct Inner {
     /// Injected faults that have fired.
     pub(super) faults_fired: u64,
     pub(super) next_lock: u64,
+    /// Calls that added a name while another file in its directory held unsynced
+    /// data (see [`SimFs::names_ahead_of_data`]).
+    pub(super) names_ahead: Vec<u64>,
 }
 
 /// A call admitted by the scheduler (if any), with the model locked. The model is
@@ -223,6 +226,21 @@ impl Inner {
             next_lock: 0,
             rename_via_link: false,
             faults_fired: 0,
+            names_ahead: Vec::new(),
+        }
+    }
+
+    /// Notes the current call if it adds the name `p` (of inode `ino`) while another
+    /// file in the same directory holds unsynced data.
+    fn note_name_added(&mut self, p: &Path, ino: u64) {
+        let dir = p.parent();
+        let behind = self.visible.iter().any(|(q, &other)| {
+            other != ino
+                && q.parent() == dir
+                && matches!(self.nodes.get(&other), Some(Node::File(f)) if !f.pending.is_empty())
+        });
+        if behind {
+            self.names_ahead.push(self.calls.saturating_sub(1));
         }
     }
 
@@ -316,6 +334,7 @@ impl Inner {
         let ino = self.next_ino;
         self.next_ino += 1;
         self.nodes.insert(ino, node);
+        self.note_name_added(p, ino);
         self.visible.insert(p.to_path_buf(), ino);
         self.dir_ops.push(DirOp {
             dir,
@@ -434,6 +453,7 @@ impl Fs for SimFs {
         let from_dir = g.parent_dir(&from)?;
         let to_dir = g.parent_dir(&to)?;
         let ino = g.rename_source(&from, &to)?;
+        g.note_name_added(&to, ino);
         g.visible.remove(&from);
         g.visible.insert(to.clone(), ino);
         if from_dir == to_dir {
@@ -655,6 +675,7 @@ impl SimFs {
             let mut g = self.enter(OpKind::Rename, &from)?;
             let to_dir = g.parent_dir(&to)?;
             let ino = g.rename_source(&from, &to)?;
+            g.note_name_added(&to, ino);
             g.visible.insert(to.clone(), ino);
             g.dir_ops.push(DirOp {
                 dir: to_dir,
