@@ -224,6 +224,7 @@ impl<S: State> Store<S> {
             wal,
             writer: Mutex::new(super::Writer::new(Arc::clone(&current))),
             durable_version: ArcSwap::new(Arc::clone(&current)),
+            durable_waiters: Default::default(),
             published: ArcSwap::new(current),
             positions: Positions::from_saved(saved_positions.clone()),
             ck: Checkpoints::new(snap_seq, saved_positions, records.next_generation),

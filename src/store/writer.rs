@@ -12,13 +12,15 @@
 //!   behind (the version a checkpoint held through its write comes back with every
 //!   event of that time) to a background thread, with the log's batches it missed
 //!   (shared, not copied), to catch up there.
-//! - **The pool is kept full** ([`MAX_SPARES`]), so that the version a checkpoint
+//! - **The pool is kept full** ([`MAX_SPARES`], plus one per appender waiting for a
+//!   sync with the version it published), so that the version a checkpoint
 //!   holds never leaves the writer without a free spare: while a copy of the state is
 //!   cheap the writer makes it at once; once a copy took longer than [`SLOW_CLONE`],
 //!   it is made on a background thread and joins the pool when ready. The writer
 //!   clones on its own thread only when every spare is held and none is being made.
 //! - **No version is freed on the writer's thread**: versions let go of go to the
-//!   reclaimer thread.
+//!   reclaimer thread (one still held elsewhere only loses the writer's reference;
+//!   its last holder frees it).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,10 @@ use crate::{Seq, State, Versioned};
 /// it, and one a checkpoint (or a reader) may still hold, so that a checkpoint no
 /// longer costs a clone once the pool has filled.
 const MAX_SPARES: usize = 2;
+
+/// Publications in a row with fewer appenders waiting for a sync after which the
+/// pool gives back the room of one ([`Writer::set_holders`]).
+const SHRINK_AFTER: u32 = 1024;
 
 /// The most events the writer keeps for its spares to catch up with. A spare further
 /// behind (a version a reader holds for a long time) is let go instead.
@@ -57,7 +63,7 @@ pub(crate) struct Writer<S: State> {
     /// The version published last (the same `Arc` as `Inner::published`).
     pub(super) current: Arc<Versioned<S>>,
     /// Older versions, each behind `current` by the events of `log` after its seq; at
-    /// most [`MAX_SPARES`].
+    /// most [`Writer::max_spares`].
     spares: Vec<Arc<Versioned<S>>>,
     /// Every event after the oldest spare's seq, in batches with the seq of their
     /// first event, in seq order.
@@ -69,6 +75,11 @@ pub(crate) struct Writer<S: State> {
     preparing: Option<(Seq, Prepared<S>)>,
     /// The last clone of the state took longer than [`SLOW_CLONE`].
     slow_clone: bool,
+    /// Appenders waiting for a sync while holding the version they published (see
+    /// [`Writer::max_spares`]).
+    holders: usize,
+    /// Publications in a row that saw fewer holders than `holders`.
+    fewer_holders: u32,
 }
 
 /// Applies the events of `log` after `v.seq`, through `to`. Looks only at the
@@ -101,7 +112,39 @@ impl<S: State> Writer<S> {
             logged: 0,
             preparing: None,
             slow_clone: false,
+            holders: 0,
+            fewer_holders: 0,
         }
+    }
+
+    /// Notes how many appenders wait for a sync while holding the version they
+    /// published (under `Always`); the pool makes room for their versions.
+    ///
+    /// The room follows a rise at once and a fall slowly (one version per
+    /// [`SHRINK_AFTER`] publications with fewer holders): the number waiting swings
+    /// with every group commit, and a pool that shrank and grew with it would free
+    /// and copy the state again each time.
+    pub(super) fn set_holders(&mut self, n: usize) {
+        if n >= self.holders {
+            self.holders = n;
+            self.fewer_holders = 0;
+        } else {
+            self.fewer_holders += 1;
+            if self.fewer_holders >= SHRINK_AFTER {
+                self.holders -= 1;
+                self.fewer_holders = 0;
+            }
+        }
+    }
+
+    /// The most spares kept: [`MAX_SPARES`], plus one per appender waiting for a sync
+    /// with its version. Each such appender holds one version until its group commit
+    /// ends; without room for them, every spare would be held whenever several
+    /// appenders wait, and the writer would clone the state at every append. The
+    /// copies exist either way (each waiting appender holds one); the pool only lets
+    /// them be reused.
+    fn max_spares(&self) -> usize {
+        MAX_SPARES.saturating_add(self.holders)
     }
 
     /// A version equal to `current` that only this thread holds, to apply the next
@@ -135,7 +178,7 @@ impl<S: State> Writer<S> {
         }
         // Every spare is held. Keep them, unless the pool is full: then the one
         // furthest behind goes (whoever holds it last frees it).
-        if self.spares.len() >= MAX_SPARES {
+        if self.spares.len() >= self.max_spares() {
             released.extend(self.release_oldest());
         }
         (self.clone_current(), released)
@@ -166,7 +209,7 @@ impl<S: State> Writer<S> {
             self.catch_up_in_background(spare);
             return;
         }
-        if self.spares.len() >= MAX_SPARES {
+        if self.spares.len() >= self.max_spares() {
             return;
         }
         if self.slow_clone {
@@ -233,7 +276,7 @@ impl<S: State> Writer<S> {
         let mut extra = Vec::new();
         if let Some(v) = ready {
             self.preparing = None;
-            if self.spares.len() < MAX_SPARES {
+            if self.spares.len() < self.max_spares() {
                 self.spares.push(v);
             } else {
                 extra.push(v);
@@ -256,6 +299,13 @@ impl<S: State> Writer<S> {
         self.logged += events.len();
         self.log.push_back((first, Arc::from(events)));
         let mut released = Vec::new();
+        // Room made for waiting appenders' versions is given back when they are done.
+        while self.spares.len() > self.max_spares() {
+            match self.release_oldest() {
+                Some(spare) => released.push(spare),
+                None => break,
+            }
+        }
         if self.logged > MAX_LOG && self.preparing.take().is_some() {
             // A background job that takes this long is not waited for: its version is
             // dropped when ready.
