@@ -1,33 +1,11 @@
 //! Several appenders under `SyncPolicy::Always`: each holds the version it published
 //! until its group commit ends, and the writer keeps room in its pool for those
 //! versions, so the state is copied a bounded number of times, not at every append.
-use serde::{Deserialize, Serialize};
-use snapwal::{Options, State, Store, SyncPolicy};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
-static CLONES: AtomicUsize = AtomicUsize::new(0);
-
-/// A plain state that counts its clones.
-#[derive(Default, Serialize, Deserialize, PartialEq, Debug)]
-struct Counted {
-    items: Vec<u64>,
-}
-
-impl Clone for Counted {
-    fn clone(&self) -> Self {
-        CLONES.fetch_add(1, Ordering::SeqCst);
-        Counted {
-            items: self.items.clone(),
-        }
-    }
-}
-
-impl State for Counted {
-    type Event = u64;
-    fn apply(&mut self, e: &u64) {
-        self.items.push(*e);
-    }
-}
+use common::{Counted, CLONES};
+use snapwal::{Options, Store, SyncPolicy};
+use std::sync::atomic::Ordering;
 
 #[test]
 fn durable_appenders_reuse_their_versions_instead_of_copying_the_state_each_append() {

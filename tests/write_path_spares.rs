@@ -3,33 +3,12 @@
 //! missed, so holding one version at a time costs a clone only until the pool has
 //! filled, not once per hold; a version held for ever is let go of once the writer
 //! has kept 65,536 events for it.
+mod common;
+
+use common::{Counted, CLONES};
 use serde::{Deserialize, Serialize};
 use snapwal::{Options, State, Store, SyncPolicy};
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-static CLONES: AtomicUsize = AtomicUsize::new(0);
-
-/// A plain state that counts its clones.
-#[derive(Default, Serialize, Deserialize, PartialEq, Debug)]
-struct Counted {
-    items: Vec<u64>,
-}
-
-impl Clone for Counted {
-    fn clone(&self) -> Self {
-        CLONES.fetch_add(1, Ordering::SeqCst);
-        Counted {
-            items: self.items.clone(),
-        }
-    }
-}
-
-impl State for Counted {
-    type Event = u64;
-    fn apply(&mut self, e: &u64) {
-        self.items.push(*e);
-    }
-}
 
 fn expected(n: u64) -> Vec<u64> {
     (1..=n).collect()

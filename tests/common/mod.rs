@@ -323,3 +323,28 @@ impl State for Numbers {
         self.0.push(*n);
     }
 }
+
+/// Clones of [`Counted`] made in this test binary.
+pub static CLONES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A plain state that counts its clones in [`CLONES`].
+#[derive(Default, Serialize, Deserialize, PartialEq, Debug)]
+pub struct Counted {
+    pub items: Vec<u64>,
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        CLONES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Counted {
+            items: self.items.clone(),
+        }
+    }
+}
+
+impl State for Counted {
+    type Event = u64;
+    fn apply(&mut self, e: &u64) {
+        self.items.push(*e);
+    }
+}
