@@ -1,5 +1,6 @@
 //! Peer comparisons measured in one run on one machine: durable 100-byte appends
 //! (snapwal `SyncPolicy::Always` vs okaywal 0.3, each entry committed) with 1, 2 and 8
+//! threads; durable appends on a plain 100,000-entry `HashMap` state with 1 and 8
 //! threads; recovery replay (snapwal vs okaywal); SQLite in WAL mode
 //! (`synchronous=FULL` and `NORMAL`) inserting 100-byte rows from one thread.
 //!
@@ -132,6 +133,39 @@ fn durable_snapwal(dir: &Path, threads: usize, secs: f64, preallocate: bool) -> 
     let p = payload();
     let r = rate(threads, secs, || {
         store.append(&p).unwrap();
+    });
+    store.close().unwrap();
+    r
+}
+
+/// A plain std state of 100,000 entries: each event bumps one of them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Counters {
+    counts: std::collections::HashMap<u64, u64>,
+}
+
+impl snapwal::State for Counters {
+    type Event = u64;
+    fn apply(&mut self, e: &u64) {
+        *self.counts.entry(e % PLAIN_ENTRIES).or_insert(0) += 1;
+    }
+}
+
+/// Entries of the plain state in [`durable_plain`].
+const PLAIN_ENTRIES: u64 = 100_000;
+
+/// Durable appends on a plain `HashMap` state of [`PLAIN_ENTRIES`] entries: each
+/// appender holds the version it published until its group commit ends, which must
+/// not make the writer copy the state at every append.
+fn durable_plain(dir: &Path, threads: usize, secs: f64) -> f64 {
+    let state = Counters {
+        counts: (0..PLAIN_ENTRIES).map(|k| (k, 0)).collect(),
+    };
+    let opts = Options::default().sync(SyncPolicy::Always);
+    let store = Store::create_with(dir, state, opts).unwrap();
+    let next = AtomicU64::new(0);
+    let r = rate(threads, secs, || {
+        store.append(&next.fetch_add(1, Ordering::Relaxed)).unwrap();
     });
     store.close().unwrap();
     r
@@ -340,6 +374,15 @@ fn main() {
                 s / c
             );
         }
+    }
+
+    println!();
+    println!(
+        "durable appends on a plain HashMap state of {PLAIN_ENTRIES} entries (one entry changed per event)"
+    );
+    for threads in [1usize, 8] {
+        let r = durable_plain(&root.join(format!("plain{threads}")), threads, a.seconds);
+        println!("{threads:<10}{r:>14.0} per s");
     }
 
     println!();
