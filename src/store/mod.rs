@@ -58,7 +58,8 @@
 //! `N` concurrent durable appenders a plain state is held up to `3 + N` times. Those
 //! copies existed before the pool kept them too; without the room, every append
 //! found each spare held and cloned the state (8 appenders of a 100,000-entry
-//! `HashMap`: 6.0k durable appends/s, 33.7k/s with it).
+//! `HashMap`: 6.0k durable appends/s, 27k–34k/s with it; the peer comparison in
+//! `peers/` measures it).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
