@@ -84,13 +84,13 @@ impl Rng {
     }
 }
 
-fn stress<S: Checked>() {
+fn stress<S: Checked>(sync: SyncPolicy) {
     const WRITERS: u64 = 4;
     const READERS: u64 = 3;
     const PER_WRITER: u64 = 1500;
     let dir = tempfile::tempdir().unwrap();
     let options = Options::default()
-        .sync(SyncPolicy::Never)
+        .sync(sync)
         .segment_bytes(32 * 1024)
         .preallocate(false);
     let store = Store::<S>::open(dir.path(), options.clone()).unwrap();
@@ -141,6 +141,8 @@ fn stress<S: Checked>() {
                     // A guard read (no reference count) sees an exact version too.
                     let guarded = store.with_current(|v| (v.seq(), v.canon()));
                     seen.lock().unwrap().push(guarded);
+                    let d = store.current_durable();
+                    seen.lock().unwrap().push((d.seq(), d.canon()));
                     let v = store.current();
                     seen.lock().unwrap().push((v.seq(), v.canon()));
                     // Hold versions for random times (across many appends), then look
@@ -203,10 +205,23 @@ fn stress<S: Checked>() {
 
 #[test]
 fn in_place_versions_equal_replay_plain_state() {
-    stress::<Plain>();
+    stress::<Plain>(SyncPolicy::Never);
 }
 
 #[test]
 fn in_place_versions_equal_replay_imbl_state() {
-    stress::<Shared>();
+    stress::<Shared>(SyncPolicy::Never);
+}
+
+/// Under `Always` each appender holds its version through its group commit, and the
+/// writer's pool keeps room for those versions: reused ones must be exact too, and
+/// so must every durable version.
+#[test]
+fn in_place_versions_equal_replay_plain_state_with_durable_appenders() {
+    stress::<Plain>(SyncPolicy::Always);
+}
+
+#[test]
+fn in_place_versions_equal_replay_imbl_state_with_durable_appenders() {
+    stress::<Shared>(SyncPolicy::Always);
 }
