@@ -65,8 +65,8 @@ impl Wal {
         }
         *leader = true;
         drop(leader);
-        self.gather();
-        // Hands leadership back however `sync_once` ends (even by a panic in an `Fs`).
+        // Hands leadership back however the group commit ends (even by a panic in an
+        // `Fs`, or while gathering).
         struct Handback<'a>(&'a Wal);
         impl Drop for Handback<'_> {
             fn drop(&mut self) {
@@ -75,6 +75,7 @@ impl Wal {
             }
         }
         let _handback = Handback(self);
+        self.gather();
         self.sync_once(deadline)
     }
 
