@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
@@ -18,19 +18,26 @@ use snapwal::fs::Fs;
 use snapwal::testing::sim::SimFs;
 use snapwal::{wal, Error, RecoveryPolicy, Store, SyncPolicy};
 
-#[test]
-fn replay_report_counts_segments_records_and_bytes() {
-    let fs = Arc::new(SimFs::new(12));
+/// A closed store at `/s` on a fresh `SimFs` seeded with `seed`, holding `events`
+/// padded events in 4 KiB segments; returns the file system and its WAL segments.
+fn closed_store(seed: u64, events: u64) -> (Arc<SimFs>, Vec<(u64, PathBuf)>) {
+    let fs = Arc::new(SimFs::new(seed));
     let options = opts(SyncPolicy::Never)
         .segment_bytes(4096)
         .preallocate(false)
         .fs(fs.clone());
     let store = Store::<Ledger>::open("/s", options).unwrap();
-    let events: Vec<Entry> = (0..300).map(|i| Entry::padded(1, i, 40)).collect();
+    let events: Vec<Entry> = (0..events).map(|i| Entry::padded(1, i, 40)).collect();
     store.append_batch(&events).unwrap();
     store.close().unwrap();
+    let segments = wal::list_segments(fs.as_ref(), Path::new("/s/wal")).unwrap();
+    (fs, segments)
+}
+
+#[test]
+fn replay_report_counts_segments_records_and_bytes() {
+    let (fs, segments) = closed_store(12, 300);
     let dir = Path::new("/s/wal");
-    let segments = wal::list_segments(fs.as_ref(), dir).unwrap();
     assert!(segments.len() >= 4, "{segments:?}");
     // Every byte after the headers is a frame.
     let frames: u64 = segments
@@ -130,17 +137,8 @@ fn replay_checks_segments_against_the_store_id_given() {
 /// nothing is removed.
 #[test]
 fn zeroed_header_before_the_last_segment_is_corruption() {
-    let fs = Arc::new(SimFs::new(14));
-    let options = opts(SyncPolicy::Never)
-        .segment_bytes(4096)
-        .preallocate(false)
-        .fs(fs.clone());
-    let store = Store::<Ledger>::open("/s", options).unwrap();
-    let events: Vec<Entry> = (0..200).map(|i| Entry::padded(1, i, 40)).collect();
-    store.append_batch(&events).unwrap();
-    store.close().unwrap();
+    let (fs, segments) = closed_store(14, 200);
     let dir = Path::new("/s/wal");
-    let segments = wal::list_segments(fs.as_ref(), dir).unwrap();
     assert!(segments.len() >= 3, "{segments:?}");
     let middle = &segments[1].1;
     let f = fs.open_write(middle).unwrap();

@@ -516,12 +516,9 @@ where
             let fs = base.crash_all_kept();
             fs.crash_at(n);
             let _ = write(&fs);
-            for choices in [
-                Choices::AllDropped,
-                Choices::AllKept,
-                Choices::NamesKept,
-                Choices::Random(rng.next_u64()),
-            ] {
+            let mut crash_images = Choices::fixed();
+            crash_images.push(Choices::Random(rng.next_u64()));
+            for choices in crash_images {
                 let (after, _) = fs.crash_image(&choices);
                 images += 1;
                 check_rewritten(&after, file, header.store_id, &old, old_valid)
