@@ -48,6 +48,7 @@ use super::case::Case;
 use super::ledger::{
     entry, entry_padded, Concurrent, Ledger, NEIGHBOUR_ACTOR, NEIGHBOUR_DIR, RECOVERY_ACTOR,
 };
+use super::points;
 use super::STORE_DIR;
 use crate::testing::sim::{Choices, Mark, OpKind, Rng, Scheduler, SimFs};
 use crate::util::lock_raw as lock;
@@ -300,7 +301,10 @@ impl ConcurrentChecker {
                 continue;
             }
             let mut rng = Rng::new(seed ^ 0xC4A5_4000);
-            for point in self.crash_points_of(&free, &mut rng) {
+            let kinds: Vec<OpKind> = free.ops.iter().map(|c| c.op).collect();
+            let ahead = free.fs.names_ahead_of_data();
+            let want = self.crash_points;
+            for point in points::sample(free.calls, &kinds, &ahead, want, &mut rng) {
                 if self.stop_at_first && !report.failures.is_empty() {
                     break;
                 }
@@ -333,54 +337,6 @@ impl ConcurrentChecker {
             }
         }
         report
-    }
-
-    /// The crash points of a run: its end; then, up to a third of the points, the
-    /// call just after each rename (an install: what it made visible is there, what
-    /// was to follow is not) and after each name added while another file in its
-    /// directory held unsynced data ([`SimFs::names_ahead_of_data`]); then, up to half
-    /// of them, among the three calls after each create, rename or unlink (where a
-    /// namespace change meets the writes around it: a rotation, an install, a purge);
-    /// the rest uniformly.
-    fn crash_points_of(&self, free: &Run, rng: &mut Rng) -> std::collections::BTreeSet<u64> {
-        let mut points = std::collections::BTreeSet::new();
-        points.insert(free.calls);
-        let want = self.crash_points.min(free.calls as usize + 1);
-        let renames = free
-            .ops
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.op == OpKind::Rename)
-            .map(|(i, _)| i as u64);
-        let ahead: Vec<u64> = free
-            .fs
-            .names_ahead_of_data()
-            .into_iter()
-            .chain(renames)
-            .map(|c| c + 1)
-            .filter(|p| *p < free.calls)
-            .collect();
-        let near: Vec<u64> = free
-            .ops
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| matches!(c.op, OpKind::CreateNew | OpKind::Rename | OpKind::Remove))
-            .flat_map(|(i, _)| (1..=3).map(move |d| i as u64 + d))
-            .filter(|p| *p < free.calls)
-            .collect();
-        for (among, up_to) in [(&ahead, want.div_ceil(3)), (&near, want.div_ceil(2))] {
-            let mut tries = 0;
-            while points.len() < up_to && !among.is_empty() && tries < 4 * want {
-                tries += 1;
-                if let Some(p) = among.get(rng.below(among.len() as u64) as usize) {
-                    points.insert(*p);
-                }
-            }
-        }
-        while points.len() < want {
-            points.insert(rng.below(free.calls + 1));
-        }
-        points
     }
 
     /// The crash-free run of `seed`: the thread admitted at each call (see

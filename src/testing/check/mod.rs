@@ -58,6 +58,7 @@ mod case;
 mod concurrent;
 mod images;
 mod ledger;
+mod points;
 mod rot;
 mod workload;
 
